@@ -1,0 +1,3 @@
+from tunegit.cli import main_entry
+
+main_entry()

@@ -1,0 +1,100 @@
+"""The check pipeline: load -> validate -> expand -> verify -> estimate, all errors in one pass."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from tunegit.errors import PlanError, Problem
+from tunegit.estimate import PlanEstimate, estimate_plan
+from tunegit.expand import Expansion, expand
+from tunegit.priors import load_repo_priors, load_site_priors
+from tunegit.render import render_design_log, render_plan_md
+from tunegit.site import Site
+from tunegit.tools import EVALUATION, PREPARATION
+from tunegit.validate import check_plan, check_structure
+from tunegit.verify import Verification, verify
+from tunegit.workspace import LoadedPlan, Workspace
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    ws: Workspace
+    loaded: LoadedPlan
+    site: Site
+    expansion: Expansion
+    verification: Verification
+    estimate: PlanEstimate
+    warnings: tuple[Problem, ...]
+
+    @property
+    def name(self) -> str:
+        return self.loaded.plan.name
+
+    @property
+    def plan_rel(self) -> str:
+        return self.ws.rel(self.loaded.path)
+
+    @property
+    def work_dir(self) -> Path:
+        return self.ws.work_dir(self.site, self.name)
+
+    def plan_md(self) -> str:
+        site_out = f"{self.site.output_dir.rstrip('/')}/{self.name}"
+        return render_plan_md(self.loaded.plan, self.loaded.path.read_text(encoding="utf-8"),
+                              self.plan_rel, self.site, self.expansion, self.estimate,
+                              self.verification.datasets, site_out)
+
+    def design_log(self, timestamp: str) -> str:
+        return render_design_log(self.loaded.plan, self.expansion, self.verification.checks,
+                                 self.estimate, timestamp)
+
+
+def analyse(ws: Workspace, plan_path: Path) -> Analysis:
+    loaded = ws.load_plan(plan_path)
+    plan, doc = loaded.plan, loaded.located
+    problems = check_structure(plan, doc)
+    problems += _tools(loaded)
+    site = None
+    try:
+        site = ws.load_site(plan.site, located_plan=doc)
+    except PlanError as exc:
+        problems += exc.problems
+    if problems or site is None:
+        raise PlanError(problems=problems)
+    exp = expand(plan)
+    findings = check_plan(plan, doc, exp)
+    verification = verify(ws, plan, site, exp, doc)
+    priors = load_site_priors(ws, site.name) + load_repo_priors(ws, exclude=plan.name)
+    est = estimate_plan(exp, site, priors, verification.datasets)
+    errors = list(findings.errors) + list(verification.errors) + _batch_fit(loaded, est)
+    if errors:
+        raise PlanError(problems=sorted(errors, key=lambda p: (p.line or 0, p.col or 0)))
+    return Analysis(ws, loaded, site, exp, verification, est,
+                    findings.warnings + verification.warnings)
+
+
+def _tools(loaded: LoadedPlan) -> list[Problem]:
+    tools, doc = loaded.plan.tools, loaded.located
+    out = []
+    if tools.preparation not in PREPARATION:
+        out.append(doc.problem(("tools", "preparation"), f"unknown tool {tools.preparation!r}",
+                               hint="supported: " + ", ".join(sorted(PREPARATION))))
+    if tools.evaluation not in EVALUATION:
+        out.append(doc.problem(("tools", "evaluation"), f"unknown tool {tools.evaluation!r}",
+                               hint="supported: " + ", ".join(sorted(EVALUATION))))
+    return out
+
+
+def _batch_fit(loaded: LoadedPlan, est: PlanEstimate) -> list[Problem]:
+    out = []
+    for r in est.runs:
+        if r.is_control or r.max_batch_size is None or r.batch_size <= r.max_batch_size:
+            continue
+        out.append(loaded.located.problem(
+            ("training", "batch_size"),
+            f"batch size {r.batch_size} for {r.name} does not fit the site GPU "
+            f"(estimated maximum {r.max_batch_size:.1f})",
+            hint=f"use batch_size <= {int(r.max_batch_size)} for this model "
+            "(per model: `batch_size: {MODEL: N, default: M}`)"))
+    return out

@@ -1,0 +1,107 @@
+"""`tunegit check [PATH...] [--write]`: validate, estimate, render; fail on stale renderings."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from tunegit import status as status_mod
+from tunegit.analysis import Analysis, analyse
+from tunegit.commands.common import out, warn, workspace
+from tunegit.errors import PlanError, Problem, TunegitError
+from tunegit.render import strip_timestamps
+from tunegit.workspace import DESIGN_LOG, PLAN_FILE, PLAN_MD, STATUS_FILE, Workspace
+
+
+def plan_files(ws: Workspace, paths: list[str]) -> list[Path]:
+    if not paths:
+        return [ws.experiment_dir(n) / PLAN_FILE for n in ws.experiments()]
+    found: list[Path] = []
+    for arg in paths:
+        path = Path(arg).resolve()
+        if path.is_dir() and (path / "experiments").is_dir() and not (path / PLAN_FILE).is_file():
+            sub = Workspace(path)
+            found += [sub.experiment_dir(n) / PLAN_FILE for n in sub.experiments()]
+        elif path.name in (PLAN_MD, STATUS_FILE, DESIGN_LOG):
+            found.append(path.parent / PLAN_FILE)
+        else:
+            found.append(ws.resolve_experiment(arg))
+    return list(dict.fromkeys(found))
+
+
+def stale_files(a: Analysis, write: bool) -> list[Problem]:
+    """Compare committed renderings with fresh ones; write them when asked."""
+    directory = a.loaded.directory
+    rel = a.ws.rel(directory)
+    problems = []
+    fix = f"run `tunegit check --write {rel}` and commit the result"
+    md_path = directory / PLAN_MD
+    md = a.plan_md()
+    current = md_path.read_text(encoding="utf-8") if md_path.is_file() else None
+    if current != md:
+        if write:
+            status_mod.write_if_changed(md_path, md)
+            out(f"wrote {rel}/{PLAN_MD}")
+        else:
+            what = "is missing" if current is None else "is stale (the plan changed since it was rendered)"
+            problems.append(Problem(f"{rel}/{PLAN_MD}", what, hint=fix))
+    problems += _status(a, write, fix)
+    if write:
+        log_path = directory / DESIGN_LOG
+        stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        log = a.design_log(stamp)
+        old = log_path.read_text(encoding="utf-8") if log_path.is_file() else ""
+        if strip_timestamps(old) != strip_timestamps(log):
+            status_mod.write_if_changed(log_path, log)
+            out(f"wrote {rel}/{DESIGN_LOG}")
+    return problems
+
+
+def _status(a: Analysis, write: bool, fix: str) -> list[Problem]:
+    path = a.loaded.directory / STATUS_FILE
+    shown = f"{a.ws.rel(path)}"
+    try:
+        current = status_mod.read(path)
+    except (status_mod.StatusFormatError, ValueError) as exc:
+        return [Problem(shown, f"unreadable: {exc}", hint="restore it from git: "
+                        f"`git checkout -- {shown}`")]
+    wanted = (status_mod.initial(a.expansion, a.name) if current is None
+              else status_mod.sync(current, a.expansion, a.name))
+    if current == wanted:
+        return []
+    if write:
+        status_mod.write_if_changed(path, status_mod.dump(wanted))
+        out(f"wrote {shown}")
+        return []
+    what = "is missing" if current is None else "lacks runs or evaluations the plan now has"
+    return [Problem(shown, what, hint=fix)]
+
+
+def main(args: argparse.Namespace) -> int:
+    ws = workspace(args)
+    files = plan_files(ws, args.paths)
+    if not files:
+        raise TunegitError("no experiments found", hint="`tunegit new NAME` starts one")
+    failed = 0
+    for path in files:
+        try:
+            a = analyse(ws, path)
+            warn(a.warnings)
+            problems = stale_files(a, args.write)
+        except PlanError as exc:
+            problems = list(exc.problems)
+        if problems:
+            failed += 1
+            for p in problems:
+                print(p.format(), file=sys.stderr)
+            continue
+        if not args.quiet:
+            e = a.estimate
+            out(f"{a.plan_rel}: ok: {len(a.expansion.runs)} runs, {len(a.expansion.evaluations)} "
+                f"evaluations, {e.gpu_hours:.2f} GPU-h, {e.disk_gib:.1f} GiB"
+                + (" (preliminary estimates)" if e.preliminary else ""))
+    if failed:
+        print(f"{failed} of {len(files)} experiment(s) failed the check", file=sys.stderr)
+    return 1 if failed else 0

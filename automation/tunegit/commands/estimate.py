@@ -1,0 +1,58 @@
+"""`tunegit estimate EXP [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from tunegit.analysis import analyse
+from tunegit.commands.common import out, warn, workspace
+from tunegit.estimate import PlanEstimate, Span
+from tunegit.render import minutes
+
+
+def _span(s: Span) -> dict[str, float]:
+    return {"low": round(s.low, 2), "high": round(s.high, 2)}
+
+
+def as_json(est: PlanEstimate) -> dict[str, Any]:
+    runs = [{
+        "name": r.name, "train_minutes": round(r.train_minutes.value, 2),
+        "eval_minutes": round(r.eval_minutes.value, 2), "gpu_hours": round(r.gpu_hours, 3),
+        "disk_gib": round(r.disk_gib, 3), "batch_size": r.batch_size, "source": r.source,
+        "control": r.is_control, "evaluations": r.evaluations, "preliminary": r.preliminary,
+        "train_minutes_range": _span(r.train_minutes), "eval_minutes_range": _span(r.eval_minutes),
+        "max_batch_size": None if r.max_batch_size is None else round(r.max_batch_size, 1),
+        "it_per_s": r.it_per_s, "steps_per_epoch": r.steps_per_epoch,
+    } for r in est.runs]
+    totals = {
+        "train_minutes": round(est.train_minutes.value, 2), "eval_minutes": round(est.eval_minutes.value, 2),
+        "gpu_hours": round(est.gpu_hours, 3), "disk_gib": round(est.disk_gib, 3),
+        "train_minutes_range": _span(est.train_minutes), "eval_minutes_range": _span(est.eval_minutes),
+        "scenarios": {s.name: {"gpus": s.gpus, "train_minutes": round(s.train_minutes, 2),
+                               "eval_minutes": round(s.eval_minutes, 2)} for s in est.scenarios},
+        "preliminary": est.preliminary,
+    }
+    return {"runs": runs, "totals": totals}
+
+
+def main(args: argparse.Namespace) -> int:
+    ws = workspace(args)
+    analysis = analyse(ws, ws.resolve_experiment(args.experiment))
+    est = analysis.estimate
+    if args.json:
+        print(json.dumps(as_json(est), indent=2))
+        return 0
+    warn(analysis.warnings)
+    out(f"{'run':<40} {'train':>9} {'eval':>9} {'GPU-h':>7} {'disk GiB':>9} {'batch':>6}  source")
+    for r in est.runs:
+        out(f"{r.name:<40} {minutes(r.train_minutes.value):>9} {minutes(r.eval_minutes.value):>9} "
+            f"{r.gpu_hours:>7.2f} {r.disk_gib:>9.2f} {r.batch_size:>6}  {r.source}")
+    out(f"{'total':<40} {minutes(est.train_minutes.value):>9} {minutes(est.eval_minutes.value):>9} "
+        f"{est.gpu_hours:>7.2f} {est.disk_gib:>9.2f}")
+    for s in est.scenarios:
+        out(f"  {s.name} ({s.gpus} GPU): {minutes(s.total_minutes)} wall-clock")
+    if est.preliminary:
+        out("  some figures come from fallback tables: preliminary")
+    return 0

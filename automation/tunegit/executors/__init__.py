@@ -1,0 +1,1 @@
+"""Executors: where jobs run. One module per backend, registered by the site's `executor:`."""

@@ -1,0 +1,309 @@
+"""The SLURM executor: sbatch, one squeue per poll cycle, sacct only for what squeue forgot.
+
+Text in and out is built and parsed in ``slurm_parse`` (pure); here each command
+is one line through ``runner``, so tests can count or fake the calls.
+
+Names and ids, and finding jobs again after a crash:
+
+- A job submitted on its own carries its ``JobSpec.name`` as SLURM job name.
+- Jobs with equal resources and no ``after`` go as one job array. Its SLURM
+  name is ``<common prefix>array-<hash of the task names>``; its batch script is
+  a wrapper written (atomically, before sbatch) to
+  ``<common parent of the workdirs' parents>/.tunegit/<array name>.sh`` whose
+  second line lists the task names in task order. Task N of array ID is
+  ``ID_N``.
+- ``poll(ids, names=...)`` finds names in the same single squeue answer: plain
+  jobs by SLURM name, array tasks through the wrapper path that squeue reports
+  as the job's command. So a restarted caller that lost the ids asks
+  ``poll((), names=[every name it may have submitted])`` before submitting again;
+  this works while squeue still lists the job (live, or up to MinJobAge after
+  it ended). The caller must store the ids ``submit`` returns right away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import subprocess
+import tempfile
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import tzinfo
+from pathlib import Path
+from typing import Protocol
+
+from tunegit import states
+from tunegit.executors import slurm_parse as sp
+from tunegit.executors.base import JobObservation, JobSpec, Poll, Resources, SubmitError
+
+COMMAND_TIMEOUT_S = 60.0
+LOG_TAIL_BYTES = 64 * 1024
+VANISHED_TASK = "ArrayTaskVanished"
+
+
+class Completed(Protocol):
+    """What a runner returns (``subprocess.CompletedProcess[str]`` fits)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Runner = Callable[[Sequence[str]], Completed]
+
+
+def run_command(argv: Sequence[str]) -> Completed:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+
+
+class SchedulerError(RuntimeError):
+    """A SLURM command failed in a way the caller should retry later (not a job failure)."""
+
+
+class PartialSubmitError(SubmitError):
+    """A submit stopped part way: ``submitted`` holds the ids that did go in."""
+
+    def __init__(self, job_name: str, message: str, submitted: Mapping[str, str]):
+        super().__init__(job_name, message)
+        self.submitted = dict(submitted)
+
+
+class SlurmExecutor:
+    """Runs JobSpecs on SLURM; see the module docstring for names, arrays and restarts."""
+
+    name = "slurm"
+    supports_dependencies = True
+
+    def __init__(
+        self,
+        runner: Runner = run_command,
+        *,
+        jobcomp_log: Path | None = None,
+        tz: tzinfo | None = None,
+        use_arrays: bool = True,
+    ):
+        self.runner = runner
+        self.jobcomp_log = jobcomp_log  # read when sacct says accounting is disabled
+        self.tz = tz  # the zone SLURM prints times in; None: this process's local zone
+        self.use_arrays = use_arrays
+        self._registries: dict[str, list[str]] = {}
+
+    # ------------------------------------------------------------ submit
+
+    def submit(self, jobs: Sequence[JobSpec], *, known: Mapping[str, str] = {}) -> dict[str, str]:
+        """Submit ``jobs``; ``known`` maps names submitted earlier to their ids (for ``after``).
+
+        Returns name -> id for the jobs of this call. Raises SubmitError (a
+        PartialSubmitError once anything went in) on the first refusal.
+        """
+        ids: dict[str, str] = {}
+        try:
+            for group in independent_groups(jobs, self.use_arrays):
+                ids.update(self._submit_group(group))
+            for job in dependency_order([j for j in jobs if j.after], known.keys() | ids.keys()):
+                ids[job.name] = self._sbatch(
+                    job.name, sp.sbatch_argv(job, self._after(job, known, ids))
+                )
+        except SubmitError as error:
+            if not ids:
+                raise
+            raise PartialSubmitError(error.job_name, str(error), ids) from error
+        return ids
+
+    def _submit_group(self, group: Sequence[JobSpec]) -> dict[str, str]:
+        if len(group) == 1:
+            return {group[0].name: self._sbatch(group[0].name, sp.sbatch_argv(group[0]))}
+        plan = sp.plan_array(group)
+        write_atomic(plan.wrapper, sp.render_array_wrapper(plan))
+        array_id = self._sbatch(plan.name, sp.sbatch_array_argv(plan))
+        return {job.name: f"{array_id}_{index}" for index, job in enumerate(group)}
+
+    @staticmethod
+    def _after(job: JobSpec, known: Mapping[str, str], ids: Mapping[str, str]) -> list[str]:
+        return [ids.get(parent) or known[parent] for parent in job.after]
+
+    def _sbatch(self, job_name: str, argv: Sequence[str]) -> str:
+        try:
+            result = self.runner(argv)
+        except subprocess.TimeoutExpired:
+            raise SubmitError(
+                job_name,
+                "sbatch timed out: the job may be queued; poll its name before submitting again",
+            ) from None
+        except OSError as error:
+            raise SubmitError(job_name, f"cannot run sbatch: {error}") from None
+        job_id = sp.parse_sbatch_id(result.stdout)
+        if result.returncode != 0 or not job_id:
+            message = result.stderr.strip() or result.stdout.strip() or f"rc={result.returncode}"
+            raise SubmitError(job_name, message)
+        return job_id
+
+    # ------------------------------------------------------------ poll
+
+    def poll(self, job_ids: Collection[str], names: Collection[str] = ()) -> Poll:
+        """One squeue for everything; one sacct (or the jobcomp log) for ids squeue forgot."""
+        queue = self._call(sp.squeue_argv())
+        if isinstance(queue, str):
+            return Poll(jobs={}, names={}, ok=False, error=queue)
+        rows = sp.parse_squeue(queue.stdout, self.tz)
+        seen = sp.observations_by_id(rows)
+        jobs = {job_id: seen[job_id] for job_id in job_ids if job_id in seen}
+        missing = sorted(set(job_ids) - jobs.keys())
+        error = ""
+        if missing:
+            finished, error = self._finished(missing)
+            jobs.update(finished)
+            if not error:
+                jobs.update(vanished_tasks(set(missing) - finished.keys(), rows))
+        return Poll(jobs=jobs, names=self._names(rows, names), ok=True, error=error)
+
+    def _finished(self, job_ids: Sequence[str]) -> tuple[dict[str, JobObservation], str]:
+        """Jobs squeue no longer lists: sacct, else the jobcomp log; ('' = answered)."""
+        result = self._call(sp.sacct_argv(job_ids))
+        if not isinstance(result, str):
+            found = sp.parse_sacct(result.stdout, self.tz)
+            return {i: found[i] for i in job_ids if i in found}, ""
+        if self.jobcomp_log is None:
+            return {}, result
+        try:
+            text = self.jobcomp_log.read_text(errors="replace")
+        except OSError as error:
+            return {}, f"{result}; jobcomp log: {error}"
+        found = sp.parse_jobcomp(text, self.tz)
+        return {i: found[i] for i in job_ids if i in found}, ""
+
+    def _names(self, rows: Sequence[sp.QueueRow], names: Collection[str]) -> dict[str, str]:
+        if not names:
+            return {}
+        commands = {
+            row.command for row in rows if row.task_ids and sp.is_array_wrapper(row.command)
+        }
+        registries = {command: self._registry(command) for command in commands}
+        found = sp.ids_by_name(rows, registries)
+        return {name: found[name] for name in names if name in found}
+
+    def _registry(self, wrapper: str) -> list[str]:
+        if wrapper not in self._registries:
+            try:
+                text = Path(wrapper).read_text(errors="replace")
+            except OSError:
+                return []  # not readable from here: retried next cycle
+            self._registries[wrapper] = sp.parse_array_registry(text)
+        return self._registries[wrapper]
+
+    def _call(self, argv: Sequence[str]) -> Completed | str:
+        """The result, or why there is none (a string): rc != 0, timeout, no binary."""
+        try:
+            result = self.runner(argv)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"{argv[0]}: {error}"
+        if result.returncode != 0:
+            return f"{argv[0]} rc={result.returncode}: {result.stderr.strip()}"
+        return result
+
+    # ------------------------------------------------------------ cancel
+
+    def cancel(self, job_ids: Collection[str]) -> None:
+        """One scancel for all ids (SLURM ignores unknown ones). Raises SchedulerError."""
+        if not job_ids:
+            return
+        result = self._call(sp.scancel_argv(sorted(job_ids)))
+        if isinstance(result, str):
+            raise SchedulerError(result)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def independent_groups(jobs: Sequence[JobSpec], use_arrays: bool = True) -> list[list[JobSpec]]:
+    """Jobs without ``after``, grouped by equal Resources (first-seen order) when arrays are on."""
+    groups: dict[Resources, list[JobSpec]] = {}
+    singles: list[list[JobSpec]] = []
+    for job in jobs:
+        if job.after:
+            continue
+        if use_arrays:
+            groups.setdefault(job.resources, []).append(job)
+        else:
+            singles.append([job])
+    return list(groups.values()) if use_arrays else singles
+
+
+def dependency_order(jobs: Sequence[JobSpec], ready: Iterable[str]) -> list[JobSpec]:
+    """Dependants after their parents; a parent that is neither here nor ready is an error."""
+    done = set(ready)
+    todo = list(jobs)
+    ordered: list[JobSpec] = []
+    while todo:
+        runnable = [job for job in todo if done.issuperset(job.after)]
+        if not runnable:
+            job = todo[0]
+            unknown = sorted(set(job.after) - done)
+            raise SubmitError(
+                job.name,
+                f"depends on {', '.join(unknown)}, which has no job id "
+                "(not submitted, or a dependency cycle)",
+            )
+        ordered += runnable
+        done.update(job.name for job in runnable)
+        todo = [job for job in todo if job not in runnable]
+    return ordered
+
+
+def vanished_tasks(
+    job_ids: Iterable[str], rows: Sequence[sp.QueueRow]
+) -> dict[str, JobObservation]:
+    """Array tasks missing from squeue and accounting while squeue still lists their array:
+    SLURM drops a pending task that is cancelled on its own from both."""
+    arrays = {row.array_job_id for row in rows if row.task_ids}
+    found = {}
+    for job_id in job_ids:
+        array_id, sep, _task = job_id.partition("_")
+        if sep and array_id in arrays:
+            found[job_id] = JobObservation(job_id, states.JOB_CANCELLED, reason=VANISHED_TASK)
+    return found
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write only when the bytes change, through a temp file and os.replace."""
+    if path.exists() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_log_tail(path: Path, max_bytes: int = LOG_TAIL_BYTES) -> str | None:
+    """The end of a job's output, for ``status_from_observation``; None if unreadable."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - max_bytes))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Backoff:
+    """Poll interval: grows while nothing changes or the scheduler errs, with seeded jitter.
+
+    ``delay(attempt)`` is a pure function of (attempt, seed): attempt 0 right after
+    a change, +1 for each quiet or failed cycle.
+    """
+
+    base_s: float = 30.0
+    max_s: float = 600.0
+    factor: float = 2.0
+    jitter: float = 0.1
+    seed: int = 0
+
+    def delay(self, attempt: int) -> float:
+        raw = min(self.max_s, self.base_s * self.factor ** min(max(0, attempt), 64))
+        spread = random.Random(f"{self.seed}:{attempt}").uniform(-self.jitter, self.jitter)
+        return round(raw * (1 + spread), 3)

@@ -1,0 +1,230 @@
+"""Expansion: a Plan becomes Runs and Evaluations (seed 001's rules).
+
+- factors form a cartesian product; `model` is a factor over `models` unless given;
+- `controls: true` adds one `<model>_base` run per model: evaluated once per
+  task (key without epoch suffix), fine-tuning `skipped`;
+- fine-tuned evaluation keys are `<task>_epoch_<N>`;
+- LoRA alpha = 2 x rank; the recipe follows GPUs and validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import string
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from tunegit.models import short_name
+from tunegit.plan import Plan
+
+FACTOR_LABELS = {
+    "lora_rank": "rank", "learning_rate": "lr", "batch_size": "bs", "epochs": "ep",
+    "max_seq_len": "seq", "gradient_accumulation_steps": "ga", "lora_dropout": "drop",
+    "weight_decay": "wd", "seed": "seed", "packed": "packed", "validation": "val",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One row of the runs table: a fine-tuning run or a base-model control."""
+
+    name: str
+    model: str  # short name, e.g. Llama-3.2-1B-Instruct
+    model_id: str  # as written in the plan, e.g. meta-llama/Llama-3.2-1B-Instruct
+    dataset: str
+    is_control: bool
+    factors: tuple[tuple[str, Any], ...]  # this run's factor levels, in plan order
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    lora_rank: int
+    lora_dropout: float
+    weight_decay: float
+    packed: bool
+    max_seq_len: int
+    validation: bool
+    gpus: int
+    gradient_accumulation_steps: int
+    system_prompt: str
+    seed: int
+    max_steps_per_epoch: int | None
+
+    @property
+    def lora_alpha(self) -> int:
+        return 2 * self.lora_rank
+
+    @property
+    def recipe(self) -> str:
+        return recipe_for(self.gpus, self.validation)
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size * self.gradient_accumulation_steps * self.gpus
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    run: str
+    task: str
+    epoch: int | str | None  # None for controls; "best" resolved after training
+    key: str  # <task>_epoch_<N> for fine-tuned runs, <task> for controls
+    script: str
+    dataset: str
+    split: str
+
+    @property
+    def file_stem(self) -> str:
+        """Scaffold file name stem: <task>_epoch<N> (seed 002) or <task>_base."""
+        return self.task if self.epoch is None else f"{self.task}_epoch{self.epoch}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Expansion:
+    runs: tuple[Run, ...]
+    evaluations: tuple[Evaluation, ...]
+    factor_levels: tuple[tuple[str, tuple[Any, ...]], ...]
+
+    def run(self, name: str) -> Run:
+        return next(r for r in self.runs if r.name == name)
+
+    def evaluations_of(self, run: str) -> tuple[Evaluation, ...]:
+        return tuple(e for e in self.evaluations if e.run == run)
+
+    @property
+    def finetuned(self) -> tuple[Run, ...]:
+        return tuple(r for r in self.runs if not r.is_control)
+
+    @property
+    def controls(self) -> tuple[Run, ...]:
+        return tuple(r for r in self.runs if r.is_control)
+
+
+def recipe_for(gpus: int, validation: bool) -> str:
+    base = "lora_finetune_single_device" if gpus == 1 else "lora_finetune_distributed"
+    return base + ("_val" if validation else "")
+
+
+def format_level(value: Any) -> str:
+    """A factor level as it appears in a run name: 1e-05 -> 1e-5, 0.0003 -> 3e-4."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        if value != 0 and abs(value) < 0.01:
+            mantissa, exp = f"{value:e}".split("e")
+            mantissa = mantissa.rstrip("0").rstrip(".")
+            return f"{mantissa}e{int(exp)}"
+        return f"{value:g}"
+    return str(value)
+
+
+def dataset_label(path: str) -> str:
+    return PurePosixPath(path).stem
+
+
+def default_run_name(factor_names: list[str]) -> str:
+    parts = ["{model}"] if "model" in factor_names else []
+    for name in factor_names:
+        if name == "model":
+            continue
+        parts.append("{dataset}" if name == "dataset" else FACTOR_LABELS.get(name, name) + "{" + name + "}")
+    return "_".join(parts) or "{model}"
+
+
+def pattern_fields(pattern: str) -> list[str]:
+    return [f for _, f, _, _ in string.Formatter().parse(pattern) if f]
+
+
+def _batch_size_for(plan: Plan, model: str, level: Any) -> int:
+    value = plan.training.batch_size if level is None else level
+    if isinstance(value, dict):
+        return int(value.get(model, value.get("default", 1)))
+    return int(value)
+
+
+def _model_levels(plan: Plan) -> tuple[str, ...]:
+    if "model" in plan.factors:
+        return tuple(short_name(str(m)) for m in plan.factors["model"])
+    return tuple(short_name(m) for m in plan.models)
+
+
+def factor_levels(plan: Plan) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    levels: dict[str, tuple[Any, ...]] = {}
+    if "model" not in plan.factors:
+        levels["model"] = _model_levels(plan)
+    for key, values in plan.factors.items():
+        levels[key] = _model_levels(plan) if key == "model" else tuple(values)
+    return tuple(levels.items())
+
+
+def _model_id(plan: Plan, model: str) -> str:
+    return next((m for m in plan.models if short_name(m) == model), model)
+
+
+def _make_run(plan: Plan, name: str, combo: Mapping[str, Any], control: bool) -> Run:
+    t = plan.training
+    model = str(combo["model"])
+    get = combo.get
+    return Run(
+        name=name, model=model, model_id=_model_id(plan, model),
+        dataset=str(get("dataset", plan.dataset.path)), is_control=control,
+        factors=tuple((k, v) for k, v in combo.items() if k != "model" or "model" in plan.factors
+                      or len(plan.models) > 1),
+        epochs=int(get("epochs", t.epochs)), learning_rate=float(get("learning_rate", t.learning_rate)),
+        batch_size=_batch_size_for(plan, model, get("batch_size")),
+        lora_rank=int(get("lora_rank", t.lora_rank)), lora_dropout=float(get("lora_dropout", t.lora_dropout)),
+        weight_decay=float(get("weight_decay", t.weight_decay)), packed=bool(get("packed", t.packed)),
+        max_seq_len=int(get("max_seq_len", t.max_seq_len)), validation=bool(get("validation", t.validation)),
+        gpus=t.gpus, gradient_accumulation_steps=int(get("gradient_accumulation_steps",
+                                                         t.gradient_accumulation_steps)),
+        system_prompt=str(get("system_prompt", t.system_prompt)), seed=int(get("seed", t.seed)),
+        max_steps_per_epoch=t.max_steps_per_epoch,
+    )
+
+
+def run_name_for(pattern: str, combo: Mapping[str, Any]) -> str:
+    values = {k: (dataset_label(str(v)) if k == "dataset" else format_level(v)) for k, v in combo.items()}
+    return pattern.format(**values)
+
+
+def eval_epochs(choice: str | list[int], epochs: int) -> list[int | str]:
+    if isinstance(choice, list):
+        return list(dict.fromkeys(choice))
+    return {"last": [epochs - 1], "first": [0], "all": list(range(epochs)), "best": ["best"]}[choice]
+
+
+def expand(plan: Plan) -> Expansion:
+    """Runs (fine-tuned, then controls) and their evaluations. Assumes a validated plan."""
+    levels = factor_levels(plan)
+    names = [k for k, _ in levels]
+    pattern = plan.run_name or default_run_name(names)
+    runs: list[Run] = []
+    for values in itertools.product(*(v for _, v in levels)):
+        combo = dict(zip(names, values))
+        runs.append(_make_run(plan, run_name_for(pattern, combo), combo, control=False))
+    if plan.controls:
+        for model in _model_levels(plan):
+            runs.append(_make_run(plan, f"{model}_base", {"model": model}, control=True))
+    return Expansion(tuple(runs), tuple(_evaluations(plan, runs)), levels)
+
+
+def _evaluations(plan: Plan, runs: list[Run]) -> list[Evaluation]:
+    matrix = plan.evaluation.matrix or {}
+    evals = []
+    for run in runs:
+        wanted = matrix.get(run.name)
+        for task in plan.evaluation.tasks:
+            if wanted is not None and task.name not in wanted:
+                continue
+            dataset = run.dataset if task.dataset == "training" else task.dataset
+            epochs: list[int | str | None] = (
+                [None] if run.is_control else list(eval_epochs(plan.evaluation.epochs, run.epochs)))
+            for epoch in epochs:
+                key = task.name if epoch is None else f"{task.name}_epoch_{epoch}"
+                evals.append(Evaluation(run.name, task.name, epoch, key, task.script, dataset, task.split))
+    return evals
+
+
+VALID_NAME = re.compile(r"^[A-Za-z0-9._-]+$")

@@ -1,0 +1,124 @@
+"""The experiment plan (experiments/NAME/experiment.yaml): the user-facing contract.
+
+Keys and meanings follow DESIGN.md's plan contract; additions are welcome,
+renames are not (the PR checks and other tools rely on them). Models reject
+unknown keys; the loader turns that into "valid keys are: ...".
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=200)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+# Training keys that may also be experimental factors (besides `model` and `dataset`).
+TRAINING_FACTOR_KEYS = (
+    "lora_rank", "learning_rate", "epochs", "batch_size", "packed", "max_seq_len",
+    "gradient_accumulation_steps", "lora_dropout", "weight_decay", "seed", "validation",
+    "system_prompt",
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tools(Strict):
+    """Which framework prepares (fine-tunes) and which evaluates."""
+
+    preparation: str = Field("torchtune", description="Fine-tuning tool backend.")
+    evaluation: str = Field("inspect-ai", description="Evaluation tool backend.")
+
+
+class DatasetRef(Strict):
+    path: str = Field(description="JSON file with train/validation/test splits of {input, output}, "
+                      "relative to the repository root or the site's data_dir.")
+    label: str | None = Field(None, description="Short label used in run names; default: file stem.")
+
+
+class Training(Strict):
+    """Fine-tuning hyper-parameters shared by all runs (factors override per run)."""
+
+    epochs: PositiveInt = 1
+    learning_rate: Annotated[float, Field(gt=0)] = 3.0e-4
+    batch_size: PositiveInt | dict[str, PositiveInt] = Field(
+        4, description="One size, or per model short name with a `default` key.")
+    lora_rank: PositiveInt = 8
+    lora_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    packed: bool = True
+    max_seq_len: PositiveInt = 2048
+    validation: bool = False
+    gpus: PositiveInt = 1
+    gradient_accumulation_steps: PositiveInt = 1
+    system_prompt: str = ""
+    seed: int = 42
+    max_steps_per_epoch: PositiveInt | None = None
+
+    @field_validator("batch_size")
+    @classmethod
+    def _per_model_has_default(cls, value: int | dict[str, int]) -> int | dict[str, int]:
+        if isinstance(value, dict) and not value:
+            raise ValueError("per-model batch sizes need at least a `default` entry")
+        return value
+
+
+class EvalTask(Strict):
+    name: Name
+    script: str = Field(description="inspect-ai task file, relative to the repository root.")
+    task: str | None = Field(None, description="@task function name in the script; default: "
+                             "the script's only task.")
+    dataset: str = Field("training", description="`training` (the test split of the plan's "
+                         "dataset) or a path to a JSON file.")
+    split: str = "test"
+    description: str = ""
+    max_tokens: PositiveInt = 32
+
+
+EpochChoice = Literal["last", "first", "all", "best"]
+
+
+class EvaluationPlan(Strict):
+    epochs: EpochChoice | list[Annotated[int, Field(ge=0)]] = Field(
+        "last", description="last | first | all | best | a list of epoch numbers (0-based).")
+    tasks: list[EvalTask] = Field(min_length=1)
+    matrix: dict[str, list[str]] | None = Field(
+        None, description="Run name -> task names, for runs that skip some tasks. "
+        "Runs not listed get every task.")
+    system_prompt: str | None = Field(
+        None, description="Must equal training.system_prompt when given.")
+
+
+class Plan(Strict):
+    """experiments/NAME/experiment.yaml"""
+
+    name: Name = Field(description="task_factor_date; also the experiment's directory name.")
+    type: Literal["experiment", "sanity_check"] = "experiment"
+    question: str = Field(min_length=1, description="The scientific question.")
+    site: Name = Field("local", description="sites/<site>.yaml")
+    tools: Tools = Tools()
+    models: list[str] = Field(min_length=1, description="HF model ids (org/name).")
+    dataset: DatasetRef
+    factors: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="Factor -> levels; `model`, `dataset` or any training key. "
+        "Runs are the cartesian product.")
+    controls: bool = Field(False, description="Add one `<model>_base` run per model: "
+                           "evaluated, not trained.")
+    run_name: str | None = Field(None, description="Pattern such as `{model}_rank{lora_rank}`; "
+                                 "default: model then every other factor.")
+    training: Training = Training()
+    evaluation: EvaluationPlan
+    notes: str = ""
+    author: str = ""
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Plan.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "tunegit experiment plan"
+    return schema

@@ -1,0 +1,72 @@
+"""Sites (sites/NAME.yaml): where and how a plan runs. Replaces the seeds' claude.local.md."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from tunegit.plan import Strict
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Gpu(Strict):
+    type: str = Field("cpu", description="e.g. A100-80GB, H100; `cpu` when none.")
+    memory_gib: Annotated[float, Field(ge=0)] = Field(0, description="Memory of one GPU.")
+    count: PositiveInt = Field(1, description="GPUs available to this site at once.")
+
+
+class Slurm(Strict):
+    account: str = ""
+    partition: str = ""
+    qos: str = ""
+    constraint: str = ""
+    cpus_per_task: PositiveInt = 4
+    mem_gb: PositiveInt = 32
+    eval_time_minutes: PositiveInt = 30
+    time_limit_max_minutes: PositiveInt = 24 * 60
+    time_safety_factor: Annotated[float, Field(ge=1)] = 1.5
+    min_time_minutes: PositiveInt = 10
+    extra_sbatch: list[str] = Field(default_factory=list,
+                                    description="More `#SBATCH` options, e.g. `--mail-type=END`.")
+    poll_interval_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+class Environment(Strict):
+    modules: list[str] = Field(default_factory=list, description="`module load` these first.")
+    activate: str = Field("", description="Shell line that activates the Python environment, "
+                          "e.g. `conda activate ttenv`.")
+    variables: dict[str, str] = Field(default_factory=dict)
+
+
+class Site(Strict):
+    name: str = ""
+    executor: Literal["local", "slurm"] = "local"
+    models_dir: str = Field(description="Base models live in <models_dir>/<model short name>.")
+    data_dir: str = Field("", description="Relative dataset paths are looked up here "
+                          "(after the repository root).")
+    output_dir: str = Field(description="Checkpoints go to <output_dir>/<experiment>/<run>.")
+    prior_runs: list[str] = Field(default_factory=list,
+                                  description="Directories holding earlier torchtune outputs "
+                                  "and logs, mined for estimates.")
+    gpu: Gpu = Gpu()
+    device: Literal["cuda", "cpu"] = "cuda"
+    dtype: Literal["bf16", "fp32"] = "bf16"
+    max_parallel: PositiveInt = Field(1, description="Jobs run at once (local executor).")
+    slurm: Slurm = Slurm()
+    environment: Environment = Environment()
+    require_signed_commits: bool = False
+
+
+def expand_path(value: str) -> str:
+    """Expand ~ and $VARS the way a job's shell would."""
+    return os.path.expanduser(os.path.expandvars(value))
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Site.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "tunegit site"
+    return schema

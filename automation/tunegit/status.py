@@ -1,0 +1,217 @@
+"""runs_status.yaml: the audit record, written only by tunegit.
+
+Seed 001's template (run -> finetune + evaluations, each with status, job_id,
+output, last_updated) plus what makes it an audit record and a source of priors.
+One serializer with a fixed key order: unchanged state makes no diff, and
+``last_updated`` moves only when a state moves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunegit.expand import Expansion
+from tunegit.states import PENDING, REASON_BASE_MODEL, SKIPPED, STATUS_STATES
+
+HEADER = (
+    "# Run Status Tracker\n"
+    "# Written by tunegit only, one commit per change: `git log -p` of this file is the audit\n"
+    "# trail. Hand edits are refused by `tunegit check`.\n"
+)
+BASE_NOTE = "Base model - no fine-tuning required"
+
+# Key order of a step record; keys whose value is None/empty are left out except the seed's four.
+STEP_KEYS = (
+    "status", "job_id", "output", "last_updated", "reason", "message", "note", "job_name",
+    "attempt", "submitted_from", "rendered_hash", "submitted", "started", "ended", "elapsed_s",
+    "exit_code", "score", "metric", "log", "config", "estimate", "metrics", "attempts",
+)
+SEED_KEYS = ("status", "job_id", "output", "last_updated")
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """The state of one fine-tuning job or one evaluation."""
+
+    status: str = PENDING
+    job_id: str | None = None
+    output: str | None = None
+    last_updated: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    note: str | None = None
+    job_name: str | None = None
+    attempt: int | None = None
+    submitted_from: str | None = None
+    rendered_hash: str | None = None
+    submitted: str | None = None
+    started: str | None = None
+    ended: str | None = None
+    elapsed_s: float | None = None
+    exit_code: int | None = None
+    score: float | None = None
+    metric: str | None = None
+    log: str | None = None
+    config: Mapping[str, Any] | None = None
+    estimate: Mapping[str, Any] | None = None
+    metrics: Mapping[str, Any] | None = None
+    attempts: tuple[Mapping[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in STEP_KEYS:
+            value = getattr(self, key)
+            if key in SEED_KEYS or value not in (None, (), {}):
+                out[key] = _plain(value)
+        return out
+
+    def moved(self, status: str, now: str, **changes: Any) -> Step:
+        """This step in a new state; `last_updated` moves only when the state does."""
+        stamp = now if status != self.status else self.last_updated
+        return dataclasses.replace(self, status=status, last_updated=stamp, **changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStatus:
+    finetune: Step
+    evaluations: Mapping[str, Step]
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusFile:
+    run_group: str
+    runs: Mapping[str, RunStatus]
+    plan_commit: str | None = None
+
+    def step(self, run: str, key: str | None) -> Step:
+        record = self.runs[run]
+        return record.finetune if key is None else record.evaluations[key]
+
+    def with_step(self, run: str, key: str | None, step: Step) -> StatusFile:
+        record = self.runs[run]
+        if key is None:
+            record = RunStatus(step, record.evaluations)
+        else:
+            record = RunStatus(record.finetune, {**record.evaluations, key: step})
+        return dataclasses.replace(self, runs={**self.runs, run: record})
+
+    def steps(self) -> list[tuple[str, str | None, Step]]:
+        out: list[tuple[str, str | None, Step]] = []
+        for run, record in self.runs.items():
+            out.append((run, None, record.finetune))
+            out += [(run, key, step) for key, step in record.evaluations.items()]
+        return out
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _, _, step in self.steps():
+            counts[step.status] = counts.get(step.status, 0) + 1
+        return counts
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 4)
+    return value
+
+
+def initial(exp: Expansion, name: str) -> StatusFile:
+    """All pending; base models' fine-tuning skipped (seed 001)."""
+    runs = {}
+    for run in exp.runs:
+        finetune = (Step(SKIPPED, reason=REASON_BASE_MODEL, note=BASE_NOTE) if run.is_control
+                    else Step())
+        runs[run.name] = RunStatus(finetune, {e.key: Step() for e in exp.evaluations_of(run.name)})
+    return StatusFile(name, runs)
+
+
+def sync(current: StatusFile, exp: Expansion, name: str) -> StatusFile:
+    """Add what the plan gained; keep every existing record (submitted runs are immutable)."""
+    fresh = initial(exp, name)
+    runs = dict(current.runs)
+    for run, record in fresh.runs.items():
+        if run not in runs:
+            runs[run] = record
+            continue
+        evals = dict(runs[run].evaluations)
+        for key, step in record.evaluations.items():
+            evals.setdefault(key, step)
+        runs[run] = RunStatus(runs[run].finetune, evals)
+    return dataclasses.replace(current, run_group=name, runs=runs)
+
+
+def dump(status: StatusFile) -> str:
+    data: dict[str, Any] = {"run_group": status.run_group}
+    if status.plan_commit:
+        data["plan_commit"] = status.plan_commit
+    data["runs"] = {
+        run: {"finetune": rec.finetune.to_dict(),
+              "evaluations": {k: s.to_dict() for k, s in rec.evaluations.items()}}
+        for run, rec in status.runs.items()
+    }
+    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                          width=100)
+    return HEADER + "\n" + body
+
+
+class StatusFormatError(ValueError):
+    pass
+
+
+def parse(text: str) -> StatusFile:
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("runs", {}), dict):
+        raise StatusFormatError("runs_status.yaml: expected `run_group:` and `runs:`")
+    runs = {}
+    for run, record in (data.get("runs") or {}).items():
+        record = record or {}
+        evals = {k: _step(v) for k, v in (record.get("evaluations") or {}).items()}
+        runs[str(run)] = RunStatus(_step(record.get("finetune")), evals)
+    return StatusFile(str(data.get("run_group", "")), runs, data.get("plan_commit"))
+
+
+def _step(data: Any) -> Step:
+    data = data if isinstance(data, dict) else {}
+    known = {k: v for k, v in data.items() if k in STEP_KEYS}
+    if known.get("status") not in STATUS_STATES:
+        known["status"] = PENDING
+    if "attempts" in known:
+        known["attempts"] = tuple(known["attempts"] or ())
+    if known.get("job_id") is not None:
+        known["job_id"] = str(known["job_id"])
+    return Step(**known)
+
+
+def read(path: Path) -> StatusFile | None:
+    if not path.is_file():
+        return None
+    return parse(path.read_text(encoding="utf-8"))
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Atomic replace (temp file + os.replace), only when the bytes change."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True

@@ -1,0 +1,87 @@
+"""What every tool backend receives, and the shape a backend has.
+
+A backend renders text (pure: ``{path relative to work_dir: text}``) and
+names the paths an executor needs (scripts, checkpoints, log directories).
+It never touches the filesystem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+from collections.abc import Mapping
+from typing import Protocol
+
+from tunegit.expand import Evaluation, Run
+from tunegit.models import short_name
+from tunegit.plan import Plan
+from tunegit.site import Site
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderContext:
+    """Everything rendering needs besides the run itself. Paths are absolute POSIX paths.
+
+    ``time_minutes`` is keyed by run name (fine-tuning) and ``"<run>/<eval key>"``
+    (evaluations). ``dataset_paths`` maps a dataset as written in the plan to
+    its resolved absolute path (the caller resolves repo root vs. the site's
+    data_dir); a missing entry means ``<repo_root>/<path>``.
+    """
+
+    plan: Plan
+    site: Site
+    repo_root: str
+    work_dir: str
+    models_dir: str
+    plan_path: str  # repository-relative
+    time_minutes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    dataset_paths: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def finetune_minutes(self, run: Run) -> int:
+        return self._clamp(self.time_minutes.get(run.name, self.site.slurm.min_time_minutes))
+
+    def eval_minutes(self, run: Run, evaluation: Evaluation) -> int:
+        key = f"{run.name}/{evaluation.key}"
+        return self._clamp(self.time_minutes.get(key, self.site.slurm.eval_time_minutes))
+
+    def _clamp(self, minutes: int) -> int:
+        slurm = self.site.slurm
+        return min(max(minutes, slurm.min_time_minutes), slurm.time_limit_max_minutes)
+
+    def repo_path(self, relative: str) -> str:
+        """An absolute path for a repository-relative (or already absolute) path."""
+        return posixpath.normpath(posixpath.join(self.repo_root, relative))
+
+    def dataset_path(self, dataset: str) -> str:
+        return self.dataset_paths.get(dataset) or self.repo_path(dataset)
+
+    def run_dir(self, run: Run) -> str:
+        return posixpath.join(self.work_dir, run.name)
+
+    def base_model_dir(self, run: Run) -> str:
+        return posixpath.join(self.models_dir, short_name(run.model))
+
+
+class PreparationTool(Protocol):
+    """A fine-tuning backend (``tools.preparation`` in the plan)."""
+
+    name: str
+
+    def render_run(self, ctx: RenderContext, run: Run) -> dict[str, str]: ...
+
+    def finetune_script(self, ctx: RenderContext, run: Run) -> str: ...
+
+    def checkpoint_dir(self, ctx: RenderContext, run: Run, epoch: int) -> str: ...
+
+
+class EvaluationTool(Protocol):
+    """An evaluation backend (``tools.evaluation`` in the plan)."""
+
+    name: str
+
+    def render_evaluation(self, ctx: RenderContext, run: Run,
+                          evaluation: Evaluation) -> dict[str, str]: ...
+
+    def eval_script(self, ctx: RenderContext, run: Run, evaluation: Evaluation) -> str: ...
+
+    def eval_log_dir(self, ctx: RenderContext, run: Run, evaluation: Evaluation) -> str: ...

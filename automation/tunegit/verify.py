@@ -1,0 +1,167 @@
+"""Resource verification: models, datasets, eval scripts (seed 001 "Required Ingredients").
+
+This is an edge (it reads the filesystem). Where a path is not visible from this
+machine (a CI runner cannot see the cluster's scratch), the check says
+"not verifiable here" instead of failing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from tunegit.errors import Problem
+from tunegit.expand import Expansion
+from tunegit.loader import Located
+from tunegit.plan import Plan
+from tunegit.site import Site
+from tunegit.workspace import Workspace
+
+NOT_VERIFIABLE = "not verifiable here"
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    action: str  # VERIFY_MODEL, VERIFY_DATASET, VERIFY_EVAL_SCRIPT
+    subject: str
+    command: str
+    result: str
+    ok: bool | None  # None: not verifiable here
+    explanation: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    path: str  # as written in the plan
+    resolved: str
+    size_bytes: int
+    splits: tuple[tuple[str, int], ...]
+    mean_chars: float  # mean characters of input + output per example
+
+    def count(self, split: str) -> int | None:
+        return dict(self.splits).get(split)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    checks: tuple[Check, ...]
+    datasets: dict[str, DatasetInfo]
+    errors: tuple[Problem, ...]
+    warnings: tuple[Problem, ...]
+
+
+def read_dataset(path: Path, shown: str) -> DatasetInfo:
+    """Split sizes of a tunegit dataset file ({split: [{input, output}, ...]})."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise ValueError("expected an object of splits, e.g. {\"train\": [...], \"test\": [...]}")
+    rows = [r for split in data.values() for r in split if isinstance(r, dict)]
+    chars = [len(str(r.get("input", ""))) + len(str(r.get("output", ""))) for r in rows]
+    return DatasetInfo(shown, str(path), path.stat().st_size,
+                       tuple((k, len(v)) for k, v in data.items()),
+                       sum(chars) / len(chars) if chars else 0.0)
+
+
+def _find_dataset(ws: Workspace, site: Site, rel: str) -> tuple[Path | None, bool]:
+    """(path if found, whether every place it could be was visible)."""
+    candidates = [ws.root / rel]
+    visible = True
+    if site.data_dir:
+        data_dir = ws.site_dir(site.data_dir)
+        visible = data_dir.is_dir()
+        candidates.append(data_dir / rel)
+    absolute = Path(rel)
+    if absolute.is_absolute():
+        candidates = [absolute]
+        visible = absolute.parent.is_dir()
+    return next((c for c in candidates if c.is_file()), None), visible
+
+
+def verify(ws: Workspace, plan: Plan, site: Site, exp: Expansion, doc: Located) -> Verification:
+    checks: list[Check] = []
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    models_dir = ws.site_dir(site.models_dir)
+    for i, model in enumerate(dict.fromkeys(r.model for r in exp.runs)):
+        target = models_dir / model
+        shown = f"{site.models_dir.rstrip('/')}/{model}"
+        if not models_dir.is_dir():
+            checks.append(Check("VERIFY_MODEL", model, f"ls {shown}", NOT_VERIFIABLE, None,
+                                "the site's models_dir is not visible from this machine"))
+        elif (target / "config.json").is_file():
+            n = sum(1 for _ in target.iterdir())
+            checks.append(Check("VERIFY_MODEL", model, f"ls {shown}",
+                                f"directory exists with {n} files", True,
+                                "base model present before planning runs on it"))
+        else:
+            checks.append(Check("VERIFY_MODEL", model, f"ls {shown}", "missing", False,
+                                "a prerequisite: download or create it before submitting"))
+            warnings.append(doc.problem(("models", i), f"model directory {shown} is missing",
+                                        hint="download it (or `tunegit tiny-model` for the demo) "
+                                        "before `tunegit run`"))
+    datasets: dict[str, DatasetInfo] = {}
+    for rel, (needed, where) in _dataset_needs(plan, exp).items():
+        info, check, problem = _verify_dataset(ws, site, rel, needed, doc, where)
+        checks.append(check)
+        if info:
+            datasets[rel] = info
+        if problem:
+            errors.append(problem)
+    for i, task in enumerate(plan.evaluation.tasks):
+        path = ws.root / task.script
+        ok = path.is_file()
+        checks.append(Check("VERIFY_EVAL_SCRIPT", task.name, f"ls {task.script}",
+                            "file exists" if ok else "missing", ok,
+                            "the inspect-ai task every evaluation of this task runs"))
+        if not ok:
+            errors.append(doc.problem(("evaluation", "tasks", i, "script"),
+                                      f"{task.script} does not exist in the repository",
+                                      hint="commit the task script, or fix the path"))
+    return Verification(tuple(checks), datasets, tuple(errors), tuple(warnings))
+
+
+def _dataset_needs(plan: Plan, exp: Expansion) -> dict[str, tuple[set[str], tuple[Any, ...]]]:
+    """Each dataset -> the splits it must have, and where the plan names it."""
+    needs: dict[str, tuple[set[str], tuple[Any, ...]]] = {}
+    for run in exp.runs:
+        splits, _ = needs.setdefault(run.dataset, (set(), ("dataset", "path")))
+        if not run.is_control:
+            splits.add("train")
+            if run.validation:
+                splits.add("validation")
+    for i, task in enumerate(plan.evaluation.tasks):
+        if task.dataset == "training":
+            for run in exp.runs:
+                needs[run.dataset][0].add(task.split)
+        else:
+            needs.setdefault(task.dataset, (set(), ("evaluation", "tasks", i, "dataset")))[0].add(
+                task.split)
+    return needs
+
+
+def _verify_dataset(ws: Workspace, site: Site, rel: str, needed: set[str], doc: Located,
+                    where: tuple[Any, ...]) -> tuple[DatasetInfo | None, Check, Problem | None]:
+    found, visible = _find_dataset(ws, site, rel)
+    command = f"ls -lh {rel}"
+    if found is None:
+        if not visible:
+            return None, Check("VERIFY_DATASET", rel, command, NOT_VERIFIABLE, None,
+                               "the site's data_dir is not visible from this machine"), None
+        return None, Check("VERIFY_DATASET", rel, command, "missing", False, "training data"), \
+            doc.problem(where, f"dataset {rel} not found",
+                        hint="generate it (tasks/capitalization/generate.py) or fix the path")
+    try:
+        info = read_dataset(found, rel)
+    except (ValueError, OSError) as exc:
+        return None, Check("VERIFY_DATASET", rel, command, f"unreadable: {exc}", False, ""), \
+            doc.problem(where, f"dataset {rel} is not a tunegit dataset: {exc}")
+    splits = ", ".join(f"{k} ({n})" for k, n in info.splits)
+    check = Check("VERIFY_DATASET", rel, command,
+                  f"file exists, {info.size_bytes / 1024:.0f} KB; splits: {splits}", True,
+                  "training data with the splits the plan needs")
+    missing = sorted(needed - {k for k, n in info.splits if n > 0})
+    problem = doc.problem(where, f"dataset {rel} lacks the split(s) {', '.join(missing)}",
+                          hint="regenerate it with train/validation/test splits") if missing else None
+    return info, check, problem

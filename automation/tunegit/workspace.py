@@ -1,0 +1,109 @@
+"""The experiments repository on disk: finding it, its experiments and its sites."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from tunegit.errors import PlanError, Problem, TunegitError
+from tunegit.loader import Located, load_file
+from tunegit.plan import Plan
+from tunegit.schema_errors import parse_model
+from tunegit.site import Site, expand_path
+
+PLAN_FILE = "experiment.yaml"
+PLAN_MD = "runs_plan.md"
+STATUS_FILE = "runs_status.yaml"
+DESIGN_LOG = "design-experiment.log"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedPlan:
+    plan: Plan
+    located: Located
+    path: Path  # absolute path of experiment.yaml
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Workspace:
+        here = (start or Path.cwd()).resolve()
+        for candidate in (here, *here.parents):
+            if (candidate / "experiments").is_dir() or (candidate / ".git").exists():
+                return cls(candidate)
+        raise TunegitError(f"no experiments repository found at or above {here}",
+                           hint="run tunegit inside a repository with an experiments/ directory")
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def experiment_dir(self, name: str) -> Path:
+        return self.root / "experiments" / name
+
+    def experiments(self) -> list[str]:
+        base = self.root / "experiments"
+        if not base.is_dir():
+            return []
+        return sorted(p.parent.name for p in base.glob(f"*/{PLAN_FILE}"))
+
+    def sites(self) -> list[str]:
+        return sorted(p.stem for p in (self.root / "sites").glob("*.yaml")
+                      if not p.stem.endswith(".priors"))
+
+    def resolve_experiment(self, arg: str) -> Path:
+        """An experiment name, its directory, or its plan file -> the plan file path."""
+        path = Path(arg)
+        for candidate in (path, self.root / path, self.experiment_dir(arg)):
+            if candidate.is_file():
+                return candidate.resolve()
+            if (candidate / PLAN_FILE).is_file():
+                return (candidate / PLAN_FILE).resolve()
+        known = ", ".join(self.experiments()) or "none yet"
+        raise TunegitError(f"no experiment {arg!r} (looked for experiments/{arg}/{PLAN_FILE})",
+                           hint=f"known experiments: {known}; `tunegit new NAME` starts one")
+
+    def load_plan(self, plan_path: Path) -> LoadedPlan:
+        located = load_file(plan_path, self.rel(plan_path))
+        plan = parse_model(located, Plan)
+        if plan.name != plan_path.parent.name and plan_path.name == PLAN_FILE:
+            raise PlanError(problems=[located.problem(
+                ("name",), f"does not match the directory name {plan_path.parent.name!r}",
+                hint=f"rename the directory or set `name: {plan_path.parent.name}`")])
+        return LoadedPlan(plan, located, plan_path)
+
+    def site_path(self, name: str) -> Path:
+        return self.root / "sites" / f"{name}.yaml"
+
+    def load_site(self, name: str, *, located_plan: Located | None = None) -> Site:
+        path = self.site_path(name)
+        if not path.is_file():
+            message = f"no site file sites/{name}.yaml"
+            hint = f"known sites: {', '.join(self.sites()) or 'none'}"
+            if located_plan is not None:
+                raise PlanError(problems=[located_plan.problem(("site",), message, hint)])
+            raise TunegitError(message, hint=hint)
+        site = parse_model(load_file(path, self.rel(path)), Site)
+        return site.model_copy(update={"name": site.name or name})
+
+    def site_dir(self, value: str) -> Path:
+        """A site path: ~ and $VARS expanded; relative paths are relative to the repository."""
+        expanded = Path(expand_path(value))
+        return expanded if expanded.is_absolute() else self.root / expanded
+
+    def work_dir(self, site: Site, experiment: str) -> Path:
+        return self.site_dir(site.output_dir) / experiment
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false", "no")
