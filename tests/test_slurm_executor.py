@@ -172,7 +172,8 @@ def test_time_limit_is_a_failure_with_reason(tmp_path: Path) -> None:
     poll = wait_until(executor, [job_id], finished, timeout_s=150)
     state, reason, _ = sp.status_from_observation(poll.jobs[job_id], read_log_tail(job.log))
     assert (state, reason) == (states.FAILED, states.REASON_TIMEOUT)
-    assert poll.jobs[job_id].elapsed_s is not None and poll.jobs[job_id].elapsed_s >= 60
+    elapsed = poll.jobs[job_id].elapsed_s
+    assert elapsed is not None and elapsed >= 60
 
 
 @real_slurm

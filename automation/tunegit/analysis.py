@@ -50,14 +50,14 @@ class Analysis:
                                  self.estimate, timestamp)
 
 
-def analyse(ws: Workspace, plan_path: Path) -> Analysis:
+def analyse(ws: Workspace, plan_path: Path, site_override: str | None = None) -> Analysis:
     loaded = ws.load_plan(plan_path)
     plan, doc = loaded.plan, loaded.located
     problems = check_structure(plan, doc)
     problems += _tools(loaded)
     site = None
     try:
-        site = ws.load_site(plan.site, located_plan=doc)
+        site = ws.load_site(site_override or plan.site, located_plan=doc)
     except PlanError as exc:
         problems += exc.problems
     if problems or site is None:

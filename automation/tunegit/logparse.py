@@ -66,7 +66,8 @@ class TrainingLogStats:
     @property
     def checkpoint_gib(self) -> float | None:
         """Disk for one saved epoch (model + adapter), when either is known."""
-        parts = [p for p in (self.model_checkpoint_gib, self.adapter_checkpoint_gib) if p is not None]
+        sizes = (self.model_checkpoint_gib, self.adapter_checkpoint_gib)
+        parts = [p for p in sizes if p is not None]
         return sum(parts) if parts else None
 
 

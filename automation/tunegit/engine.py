@@ -1,0 +1,176 @@
+"""One reconcile cycle over experiments: scaffold, observe, decide (pure), act, write status.
+
+Used by `tunegit run` (in a loop until done), `tunegit reconcile --once` and `tunegit watch`.
+Status is written once per experiment per cycle, atomically, only when its bytes change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from tunegit import harvest
+from tunegit.analysis import Analysis, analyse
+from tunegit.errors import PlanError, TunegitError
+from tunegit.executors.base import Executor, JobSpec, Resources, SubmitError
+from tunegit.records import CycleResult, Transition
+from tunegit.reconcile import Decision, Submission, decide, live_job_ids, wanted_names
+from tunegit.scaffold import (
+    CONFLICT,
+    apply_writes,
+    conflicted_runs,
+    plan_writes,
+    render_context,
+    render_files,
+    run_files_hash,
+)
+from tunegit.site import Site
+from tunegit.states import FAILED, LIVE_STATES, PENDING, REASON_SUBMIT_FAILED, SUBMITTED
+from tunegit.status import StatusFile, dump, initial, read, sync, write_if_changed
+from tunegit.tools import RenderContext, get_evaluation, get_preparation
+from tunegit.workspace import PLAN_FILE, STATUS_FILE, Workspace
+
+__all__ = ["CycleResult", "ExecutorFactory", "Transition", "cycle"]
+
+ExecutorFactory = Callable[[Site], Executor]
+LOG_TAIL = 20_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentResult:
+    transitions: tuple[Transition, ...]
+    written: bool
+    status: StatusFile
+    errors: tuple[str, ...]
+
+
+def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: str | None,
+          executor_for: ExecutorFactory, site_override: str | None = None) -> CycleResult:
+    """Reconcile each named experiment once; an invalid plan stalls only its own experiment."""
+    transitions: list[Transition] = []
+    written: list[Path] = []
+    errors: list[str] = []
+    live = pending = 0
+    for name in experiments:
+        try:
+            result = reconcile_experiment(ws, name, now=now, plan_commit=plan_commit,
+                                          executor_for=executor_for, site_override=site_override)
+        except PlanError as exc:
+            errors.append(f"{name}: invalid plan; nothing submitted until it is fixed:\n"
+                          f"{exc.format()}")
+            continue
+        except TunegitError as exc:
+            errors.append(f"{name}: {exc.format()}")
+            continue
+        transitions += result.transitions
+        errors += result.errors
+        if result.written:
+            written.append(ws.experiment_dir(name) / STATUS_FILE)
+        steps = result.status.steps()
+        live += sum(1 for _, _, s in steps if s.status in LIVE_STATES)
+        pending += sum(1 for _, _, s in steps if s.status == PENDING)
+    return CycleResult(tuple(transitions), tuple(written), live, pending, tuple(errors))
+
+
+def reconcile_experiment(ws: Workspace, name: str, *, now: str, plan_commit: str | None,
+                         executor_for: ExecutorFactory,
+                         site_override: str | None = None) -> ExperimentResult:
+    a = analyse(ws, ws.experiment_dir(name) / PLAN_FILE, site_override)
+    executor = executor_for(a.site)
+    ctx = render_context(a)
+    files = render_files(ctx, a.expansion.runs, a.expansion.evaluations, plan_commit)
+    actions = plan_writes(a.work_dir, files)
+    apply_writes(a.work_dir, files, [x for x in actions if x.action != CONFLICT])
+    conflicts = conflicted_runs(actions)
+    errors = [f"{name}: {x.path} was {x.detail}; not overwritten, its run is held "
+              f"(hint: `tunegit scaffold {name} --force` to overwrite)"
+              for x in actions if x.action == CONFLICT]
+    path = ws.experiment_dir(name) / STATUS_FILE
+    before = read(path)
+    status = initial(a.expansion, name) if before is None else sync(before, a.expansion, name)
+    names = wanted_names(name, status)
+    poll = executor.poll(live_job_ids(status), list(names))
+    if not poll.ok:
+        errors.append(f"{name}: scheduler not answering ({poll.error}); states unknown this cycle")
+    decision = decide(a.expansion, status, poll, experiment=name, now=now,
+                      capacity=a.site.max_parallel if not executor.supports_dependencies else None,
+                      dependencies=executor.supports_dependencies, logs=_failed_logs(status, poll))
+    status = harvest.completed(decision.status, decision.transitions, a, ctx)
+    held = [s for s in decision.submit if s.run not in conflicts]
+    status, submitted, submit_errors = _submit(executor, status, held, a, ctx, files, now, plan_commit)
+    if plan_commit and submitted:
+        status = dataclasses.replace(status, plan_commit=plan_commit)
+    changed = write_if_changed(path, dump(status))
+    return ExperimentResult(decision.transitions + submitted, changed, status,
+                            tuple(errors + submit_errors))
+
+
+def _failed_logs(status: StatusFile, poll: object) -> dict[str, str]:
+    """The tail of each live job's own log (read only for a CUDA out-of-memory)."""
+    out = {}
+    jobs: Mapping[str, object] = getattr(poll, "jobs", {})
+    for _, _, step in status.steps():
+        if step.status in LIVE_STATES and step.job_id in jobs and step.log:
+            obs = jobs[step.job_id]
+            if getattr(obs, "state", "") not in ("PENDING", "RUNNING", "COMPLETED"):
+                out[step.job_id] = harvest.tail(Path(step.log), LOG_TAIL)
+    return out
+
+
+def job_spec(sub: Submission, a: Analysis, ctx: RenderContext) -> JobSpec:
+    run = a.expansion.run(sub.run)
+    site = a.site
+    if sub.key is None:
+        script = get_preparation(ctx.plan.tools.preparation).finetune_script(ctx, run)
+        minutes = ctx.finetune_minutes(run)
+        gpus = run.gpus
+    else:
+        ev = next(e for e in a.expansion.evaluations_of(run.name) if e.key == sub.key)
+        script = get_evaluation(ctx.plan.tools.evaluation).eval_script(ctx, run, ev)
+        minutes = ctx.eval_minutes(run, ev)
+        gpus = 1
+    workdir = posixpath.dirname(script)
+    log = posixpath.join(ctx.run_dir(run), "logs", f"{sub.key or 'finetune'}.log")
+    resources = Resources(
+        gpus=0 if site.gpu.type.lower() == "cpu" else gpus, cpus=site.slurm.cpus_per_task,
+        mem_gb=site.slurm.mem_gb, time_minutes=minutes, partition=site.slurm.partition,
+        account=site.slurm.account, qos=site.slurm.qos, constraint=site.slurm.constraint)
+    return JobSpec(sub.name, Path(script), Path(workdir), Path(log), resources, sub.after)
+
+
+def _submit(executor: Executor, status: StatusFile, subs: Sequence[Submission], a: Analysis,
+            ctx: RenderContext, files: Mapping[str, str], now: str, plan_commit: str | None,
+            ) -> tuple[StatusFile, tuple[Transition, ...], list[str]]:
+    if not subs:
+        return status, (), []
+    specs = {s.name: job_spec(s, a, ctx) for s in subs}
+    known = {step.job_name: step.job_id for _, _, step in status.steps()
+             if step.job_name and step.job_id}
+    errors: list[str] = []
+    try:
+        ids = executor.submit(list(specs.values()), known=known)  # type: ignore[call-arg]
+    except SubmitError as exc:
+        ids = {}
+        errors.append(f"{a.name}: the scheduler refused {exc.job_name}: {exc}")
+        refused = str(exc)
+    else:
+        refused = ""
+    transitions = []
+    for sub in subs:
+        old = status.step(sub.run, sub.key)
+        job_id = ids.get(sub.name)
+        if job_id is None:
+            if not refused:
+                continue
+            new = old.moved(FAILED, now, reason=REASON_SUBMIT_FAILED, message=refused[-500:])
+        else:
+            new = old.moved(SUBMITTED, now, job_id=job_id, job_name=sub.name, attempt=1,
+                            submitted_from=plan_commit, rendered_hash=run_files_hash(files, sub.run),
+                            submitted=now, log=str(specs[sub.name].log),
+                            message=None, reason=None)
+        status = status.with_step(sub.run, sub.key, new)
+        transitions.append(Transition(a.name, sub.run, sub.key, old.status, new.status, job_id,
+                                      new.reason))
+    return status, tuple(transitions), errors
