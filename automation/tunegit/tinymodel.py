@@ -8,8 +8,8 @@ with no trailing space after ``[/INST]``, so both sides tokenize prompts alike.
 
 from __future__ import annotations
 
+import io
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +48,14 @@ def _corpus(seed: int) -> list[str]:
 
 
 def _train_tokenizer(spm: Any, dest: Path, seed: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus.txt"
-        corpus.write_text("\n".join(_corpus(seed)) + "\n")
-        spm.SentencePieceTrainer.train(
-            input=str(corpus), model_prefix=str(dest / "tokenizer"), vocab_size=VOCAB_SIZE,
-            hard_vocab_limit=False, model_type="bpe", byte_fallback=True, unk_id=0, bos_id=1,
-            eos_id=2, pad_id=-1, num_threads=1, minloglevel=2)
-    (dest / "tokenizer.vocab").unlink(missing_ok=True)
+    # In memory: a file-based run records its (temporary) paths in the model, breaking
+    # byte-for-byte determinism.
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_corpus(seed)), model_writer=model, vocab_size=VOCAB_SIZE,
+        hard_vocab_limit=False, model_type="bpe", byte_fallback=True, unk_id=0, bos_id=1,
+        eos_id=2, pad_id=-1, num_threads=1, minloglevel=2)
+    (dest / "tokenizer.model").write_bytes(model.getvalue())
 
 
 def _build_model(torch: Any, transformers: Any, dest: Path, seed: int) -> None:

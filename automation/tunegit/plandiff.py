@@ -1,0 +1,398 @@
+"""A semantic plan diff between two revisions: runs, evaluations and cost, as a PR comment.
+
+Each revision is exported (`git archive`) into a temporary tree and analysed
+there exactly like `tunegit check` would; the working tree stands for HEAD when
+no head revision is given. Comparing the two is pure (``diff_snapshots``) and so
+is formatting (``markdown``, ``as_json``).
+
+Submitted runs are immutable: changing a run whose fine-tuning or evaluation
+already left `pending` on either side is refused; the way out is a new run name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tunegit import status as status_mod
+from tunegit.analysis import analyse
+from tunegit.errors import PlanError, Problem, TunegitError
+from tunegit.expand import Run
+from tunegit.loader import Located
+from tunegit.states import PENDING, SKIPPED
+from tunegit.workspace import PLAN_FILE, STATUS_FILE, Workspace
+
+MARKER = "<!-- tunegit-plan-diff -->"
+RUN_FIELDS = tuple(f.name for f in dataclasses.fields(Run) if f.name != "name")
+# Where a Run field is written in experiment.yaml, most specific first (for file:line).
+FIELD_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    "model": (("factors", "model"), ("models",)),
+    "model_id": (("models",),),
+    "dataset": (("factors", "dataset"), ("dataset", "path")),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    gpu_hours: float = 0.0
+    minutes: float = 0.0  # sequential: training + evaluation
+    disk_gib: float = 0.0
+
+    def __sub__(self, other: Cost) -> Cost:
+        return Cost(self.gpu_hours - other.gpu_hours, self.minutes - other.minutes,
+                    self.disk_gib - other.disk_gib)
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.gpu_hours + other.gpu_hours, self.minutes + other.minutes,
+                    self.disk_gib + other.disk_gib)
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """One experiment at one revision, as analysed there."""
+
+    name: str
+    plan_file: str
+    runs: Mapping[str, Run]
+    evaluations: frozenset[str]  # "run/key"
+    cost: Cost
+    submitted: Mapping[str, str]  # run -> "finetune: completed (job 12)" for runs past pending
+    source: str  # plan text + site text: equal sources mean nothing to compare
+    located: Located | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldChange:
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class RunChange:
+    run: str
+    changes: tuple[FieldChange, ...]
+    submitted: str = ""  # non-empty: the run was already submitted (immutable)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentDiff:
+    name: str
+    kind: str  # added | removed | changed
+    plan_file: str
+    runs_added: tuple[str, ...] = ()
+    runs_removed: tuple[str, ...] = ()
+    runs_changed: tuple[RunChange, ...] = ()
+    evaluations_added: tuple[str, ...] = ()
+    evaluations_removed: tuple[str, ...] = ()
+    base: Cost = Cost()
+    head: Cost = Cost()
+
+    @property
+    def delta(self) -> Cost:
+        return self.head - self.base
+
+    @property
+    def violations(self) -> tuple[RunChange, ...]:
+        return tuple(c for c in self.runs_changed if c.submitted)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanDiff:
+    base: str
+    head: str
+    experiments: tuple[ExperimentDiff, ...]
+    problems: tuple[Problem, ...] = ()  # immutability violations, located in the head plan
+
+    @property
+    def empty(self) -> bool:
+        return not self.experiments
+
+    @property
+    def delta(self) -> Cost:
+        return sum((e.delta for e in self.experiments), Cost())
+
+
+# --- pure: comparing snapshots ---------------------------------------------------------------
+
+def run_changes(old: Run, new: Run) -> tuple[FieldChange, ...]:
+    changes = [FieldChange(f, getattr(old, f), getattr(new, f)) for f in RUN_FIELDS
+               if getattr(old, f) != getattr(new, f)]
+    if len(changes) > 1:  # `factors` repeats the levels of the other fields: show it alone only
+        changes = [c for c in changes if c.field != "factors"]
+    return tuple(changes)
+
+
+def diff_experiment(base: Snapshot | None, head: Snapshot | None) -> ExperimentDiff | None:
+    if base is None and head is None:
+        return None
+    if base is not None and head is not None and base.source == head.source:
+        return None
+    b_runs = base.runs if base else {}
+    h_runs = head.runs if head else {}
+    b_evals = base.evaluations if base else frozenset()
+    h_evals = head.evaluations if head else frozenset()
+    submitted = {**(base.submitted if base else {}), **(head.submitted if head else {})}
+    changed = []
+    for name in (n for n in h_runs if n in b_runs):
+        fields = run_changes(b_runs[name], h_runs[name])
+        if fields:
+            changed.append(RunChange(name, fields, submitted.get(name, "")))
+    some = head or base
+    assert some is not None
+    kind = "added" if base is None else "removed" if head is None else "changed"
+    result = ExperimentDiff(
+        some.name, kind, some.plan_file,
+        tuple(n for n in h_runs if n not in b_runs), tuple(n for n in b_runs if n not in h_runs),
+        tuple(changed), tuple(sorted(h_evals - b_evals)), tuple(sorted(b_evals - h_evals)),
+        base.cost if base else Cost(), head.cost if head else Cost())
+    quiet = not (result.runs_added or result.runs_removed or result.runs_changed
+                 or result.evaluations_added or result.evaluations_removed)
+    return None if quiet and kind == "changed" and result.delta == Cost() else result
+
+
+def diff_snapshots(base: Mapping[str, Snapshot], head: Mapping[str, Snapshot],
+                   ) -> tuple[ExperimentDiff, ...]:
+    names = sorted(set(base) | set(head))
+    diffs = (diff_experiment(base.get(n), head.get(n)) for n in names)
+    return tuple(d for d in diffs if d is not None)
+
+
+def violation_problem(exp: ExperimentDiff, change: RunChange, located: Located | None) -> Problem:
+    fields = ", ".join(f"{c.field} ({_value(c.old)} -> {_value(c.new)})" for c in change.changes)
+    message = (f"run {change.run!r} was already submitted ({change.submitted}); "
+               f"submitted runs are immutable, but {fields} changed")
+    hint = ("give the changed run a new name (edit `run_name` or a factor level) so it runs "
+            "again as a new run, or revert the change")
+    first = change.changes[0].field
+    if located is not None:
+        for path in FIELD_PATHS.get(first, (("factors", first), ("training", first))):
+            line, col = located.where(path)
+            if line is not None and path[0] in (located.data or {}):
+                return Problem(exp.plan_file, message, line, col, ".".join(path), hint)
+    return Problem(exp.plan_file, message, field=f"runs.{change.run}.{first}", hint=hint)
+
+
+def submitted_runs(status: status_mod.StatusFile | None) -> dict[str, str]:
+    """Runs with a step that left `pending` (fine-tuning or any evaluation), and where it is."""
+    out: dict[str, str] = {}
+    for run, key, step in (status.steps() if status else []):
+        if step.status in (PENDING, SKIPPED) or run in out:
+            continue
+        job = f" job {step.job_id}" if step.job_id else ""
+        out[run] = f"{'finetune' if key is None else key}: {step.status}{job}".strip()
+    return out
+
+
+# --- pure: formatting ------------------------------------------------------------------------
+
+def _value(v: Any) -> str:
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _short(rev: str) -> str:
+    is_sha = len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)
+    return rev[:10] if is_sha else rev
+
+
+def _signed(x: float, fmt: str = ".2f") -> str:
+    return f"{x:+{fmt}}" if round(x, 2) != 0 else f"{0:{fmt}}"
+
+
+def duration(minutes: float) -> str:
+    sign = "-" if minutes < 0 else ""
+    m = round(abs(minutes))
+    return f"{sign}{m // 60}h {m % 60:02d}m" if m >= 60 else f"{sign}{m}m"
+
+
+def _signed_duration(minutes: float) -> str:
+    text = duration(minutes)
+    return text if text.startswith("-") or round(minutes) == 0 else "+" + text
+
+
+def _count(added: int, removed: int) -> str:
+    parts = ([f"+{added}"] if added else []) + ([f"-{removed}"] if removed else [])
+    return " ".join(parts) or "0"
+
+
+def _code(items: tuple[str, ...]) -> str:
+    return ", ".join(f"`{i}`" for i in items)
+
+
+def _experiment_section(e: ExperimentDiff) -> list[str]:
+    lines = [f"### `{e.name}` ({e.kind})", ""]
+    if e.runs_added:
+        lines.append(f"- runs added: {_code(e.runs_added)}")
+    if e.runs_removed:
+        lines.append(f"- runs removed: {_code(e.runs_removed)} (their status records are kept)")
+    for c in e.runs_changed:
+        fields = "; ".join(f"`{f.field}` {_value(f.old)} → {_value(f.new)}" for f in c.changes)
+        flag = f" — **refused: already submitted ({c.submitted})**" if c.submitted else ""
+        lines.append(f"- run `{c.run}` changed: {fields}{flag}")
+    if e.evaluations_added:
+        lines.append(f"- evaluations added: {_code(e.evaluations_added)}")
+    if e.evaluations_removed:
+        lines.append(f"- evaluations removed: {_code(e.evaluations_removed)}")
+    b, h = e.base, e.head
+    lines.append(f"- cost: {b.gpu_hours:.2f} → {h.gpu_hours:.2f} GPU-h, "
+                 f"{duration(b.minutes)} → {duration(h.minutes)}, "
+                 f"{b.disk_gib:.1f} → {h.disk_gib:.1f} GiB")
+    return [*lines, ""]
+
+
+def markdown(diff: PlanDiff) -> str:
+    """The PR comment; empty when nothing in any plan changed."""
+    if diff.empty:
+        return ""
+    d = diff.delta
+    n = len(diff.experiments)
+    lines = [MARKER, "## tunegit plan diff", "",
+             f"`{_short(diff.base)}` → `{_short(diff.head)}`: {n} experiment{'s' * (n != 1)} changed, "
+             f"**{_signed(d.gpu_hours)} GPU-h**, {_signed_duration(d.minutes)} sequential, "
+             f"{_signed(d.disk_gib, '.1f')} GiB disk", ""]
+    if diff.problems:
+        lines += ["**Refused:** submitted runs are immutable.", "", "```"]
+        lines += [p.format() for p in diff.problems] + ["```", ""]
+    lines += ["| experiment | change | runs | evaluations | GPU-h | time | disk |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for e in diff.experiments:
+        runs = _count(len(e.runs_added), len(e.runs_removed))
+        if e.runs_changed:
+            runs += f" ~{len(e.runs_changed)}"
+        lines.append(f"| `{e.name}` | {e.kind} | {runs} | "
+                     f"{_count(len(e.evaluations_added), len(e.evaluations_removed))} | "
+                     f"{_signed(e.delta.gpu_hours)} | {_signed_duration(e.delta.minutes)} | "
+                     f"{_signed(e.delta.disk_gib, '.1f')} GiB |")
+    lines.append("")
+    for e in diff.experiments:
+        lines += _experiment_section(e)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def as_json(diff: PlanDiff) -> str:
+    if diff.empty:
+        return ""
+    data = {
+        "base": diff.base, "head": diff.head,
+        "delta": dataclasses.asdict(diff.delta),
+        "experiments": [{**dataclasses.asdict(e), "delta": dataclasses.asdict(e.delta)}
+                        for e in diff.experiments],
+        "problems": [p.format() for p in diff.problems],
+    }
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
+# --- I/O: revisions -> snapshots ---------------------------------------------------------------
+
+def _git(root: Path, *args: str) -> bytes:
+    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, check=False)
+    if proc.returncode:
+        raise TunegitError(f"git {' '.join(args)}: {proc.stderr.decode(errors='replace').strip()}",
+                           hint="check the revision name (`git log --oneline`); in CI fetch "
+                           "the full history (actions/checkout `fetch-depth: 0`)")
+    return proc.stdout
+
+
+def resolve(root: Path, rev: str) -> str:
+    return _git(root, "rev-parse", "--verify", f"{rev}^{{commit}}").decode().strip()
+
+
+@contextmanager
+def exported(root: Path, rev: str) -> Iterator[Path]:
+    """The tree of ``rev`` in a temporary directory (`git archive`, no worktree)."""
+    data = _git(root, "archive", "--format=tar", rev)
+    with tempfile.TemporaryDirectory(prefix="tunegit-rev-") as tmp, \
+            tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(tmp, filter="data")
+        yield Path(tmp)
+
+
+def _source(ws: Workspace, name: str) -> str:
+    plan = ws.experiment_dir(name) / PLAN_FILE
+    text = plan.read_text(encoding="utf-8", errors="replace")
+    sites = "".join(p.read_text(encoding="utf-8", errors="replace")
+                    for p in sorted((ws.root / "sites").glob("*.yaml")))
+    return text + "\0" + sites
+
+
+def snapshot(ws: Workspace, name: str) -> Snapshot:
+    """Analyse one experiment (raises PlanError when its plan is invalid)."""
+    plan = ws.experiment_dir(name) / PLAN_FILE
+    a = analyse(ws, plan)
+    exp, est = a.expansion, a.estimate
+    status = status_mod.read(plan.parent / STATUS_FILE)
+    return Snapshot(
+        name, f"experiments/{name}/{PLAN_FILE}", {r.name: r for r in exp.runs},
+        frozenset(f"{e.run}/{e.key}" for e in exp.evaluations),
+        Cost(est.gpu_hours, est.train_minutes.value + est.eval_minutes.value, est.disk_gib),
+        submitted_runs(status), _source(ws, name), a.loaded.located)
+
+
+def snapshots(ws: Workspace, names: set[str], *, strict: bool) -> dict[str, Snapshot]:
+    """Snapshots of ``names``; an invalid plan raises when strict, else counts as absent."""
+    out: dict[str, Snapshot] = {}
+    problems: list[Problem] = []
+    for name in sorted(names):
+        if not (ws.experiment_dir(name) / PLAN_FILE).is_file():
+            continue
+        try:
+            out[name] = snapshot(ws, name)
+        except (PlanError, status_mod.StatusFormatError) as exc:
+            problems += getattr(exc, "problems", ()) or [Problem(name, str(exc))]
+    if strict and problems:
+        raise PlanError(problems=problems)
+    return out
+
+
+def _changed_names(base_ws: Workspace, head_ws: Workspace) -> set[str]:
+    names = set(base_ws.experiments()) | set(head_ws.experiments())
+    out = set()
+    for name in names:
+        texts = []
+        for ws in (base_ws, head_ws):
+            path = ws.experiment_dir(name) / PLAN_FILE
+            texts.append(_source(ws, name) if path.is_file() else None)
+        if texts[0] != texts[1]:
+            out.add(name)
+    return out
+
+
+def plan_diff(root: Path, base: str, head: str | None = None) -> PlanDiff:
+    """Diff the plans of ``base`` and ``head`` (None: the working tree)."""
+    base_sha = resolve(root, base)
+    with exported(root, base_sha) as base_dir:
+        base_ws = Workspace(base_dir)
+        if head is None:
+            return _diff(base_ws, Workspace(root), base_sha, "working tree")
+        head_sha = resolve(root, head)
+        with exported(root, head_sha) as head_dir:
+            return _diff(base_ws, Workspace(head_dir), base_sha, head_sha)
+
+
+def _diff(base_ws: Workspace, head_ws: Workspace, base: str, head: str) -> PlanDiff:
+    names = _changed_names(base_ws, head_ws)
+    head_snaps = snapshots(head_ws, names, strict=True)
+    base_snaps = snapshots(base_ws, names, strict=False)
+    experiments = diff_snapshots(base_snaps, head_snaps)
+    problems = tuple(violation_problem(e, c, head_snaps[e.name].located)
+                     for e in experiments for c in e.violations)
+    return PlanDiff(base, head, experiments, problems)
+
+
+def immutability_problems(ws: Workspace, base: str) -> list[Problem]:
+    """For `tunegit check --base REV`: working-tree changes to runs submitted at REV or since.
+
+    Invalid plans are left to `tunegit check` itself (it reports them located).
+    """
+    try:
+        return list(plan_diff(ws.root, base).problems)
+    except PlanError:
+        return []

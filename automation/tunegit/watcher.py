@@ -1,0 +1,251 @@
+"""The watcher: follow the protected branch, reconcile, commit status, push.
+
+One cycle (`reconcile_once`), for cron, scrontab or the `watch` daemon:
+
+1. lock the checkout (a second watcher on it exits quietly);
+2. commit status files a crashed cycle wrote but did not commit (never lose one);
+3. fetch the protected branch only and fast-forward (own unpushed commits replay);
+4. pick experiments that human commits changed since the last reconciled commit,
+   that have live jobs, or that still had work left last cycle;
+5. `engine.cycle(...)` with plan_commit = the branch tip it acted on;
+6. at most one commit for the status files written, then push (rebase and retry);
+7. record the reconciled commit in .git/tunegit-state.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import fcntl
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from tunegit import engine
+from tunegit import status as status_mod
+from tunegit.errors import TunegitError
+from tunegit.gitstore import GitStore, PushResult, status_message
+from tunegit.records import CycleResult
+from tunegit.states import LIVE_STATES, PENDING
+from tunegit.workspace import STATUS_FILE, Workspace
+
+STATE_FILE = "tunegit-state.json"
+LOCK_FILE = "tunegit.lock"
+
+CycleFn = Callable[..., CycleResult]
+ExecutorFor = Callable[[Workspace], engine.ExecutorFactory]
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchConfig:
+    root: Path
+    remote: str = "origin"
+    branch: str = "main"
+    push_attempts: int = 5
+    backoff_s: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchState:
+    """What the last cycle left behind (in .git/, never committed)."""
+
+    reconciled: str | None = None  # the protected branch tip last acted on
+    active: tuple[str, ...] = ()  # experiments with work left after the last cycle
+
+    @classmethod
+    def load(cls, path: Path) -> WatchState:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        return cls(data.get("reconciled"), tuple(data.get("active") or ()))
+
+    def save(self, path: Path) -> None:
+        text = json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+        status_mod.write_if_changed(path, text)
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleReport:
+    plan_commit: str
+    experiments: tuple[str, ...]
+    transitions: int = 0
+    commit: str | None = None
+    push: PushResult | None = None
+    errors: tuple[str, ...] = ()
+    live: int = 0
+    pending: int = 0
+    skipped: str = ""  # why nothing ran (another watcher holds the lock)
+
+    def summary(self) -> str:
+        if self.skipped:
+            return self.skipped
+        head = f"{self.plan_commit[:10]}: "
+        if not self.experiments:
+            return head + "nothing to reconcile"
+        text = (f"{len(self.experiments)} experiment(s), {self.transitions} transition(s), "
+                f"{self.live} live, {self.pending} pending")
+        if self.commit:
+            text += f"; committed {self.commit[:10]}"
+        if self.push is not None and not self.push.pushed:
+            text += f"; push failed after {self.push.attempts} attempt(s), kept local: " \
+                    f"{self.push.error}"
+        return head + text
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- pure: which experiments ------------------------------------------------------------------
+
+def has_work(status: status_mod.StatusFile | None, *, pending: bool) -> bool:
+    if status is None:
+        return pending
+    states = {step.status for _, _, step in status.steps()}
+    return bool(states & LIVE_STATES) or (pending and PENDING in states)
+
+
+def select(all_names: Sequence[str], changed: set[str] | None, live: set[str],
+           active: Sequence[str]) -> tuple[str, ...]:
+    """Changed (None: everything), live, or unfinished last cycle; only existing plans."""
+    wanted = set(all_names) if changed is None else changed | live | set(active)
+    return tuple(n for n in all_names if n in wanted)
+
+
+# --- I/O --------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def locked(git_dir: Path) -> Iterator[bool]:
+    """A non-blocking exclusive lock on the checkout: yields False when another holds it."""
+    with (git_dir / LOCK_FILE).open("w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _status_of(ws: Workspace, name: str) -> status_mod.StatusFile | None:
+    try:
+        return status_mod.read(ws.experiment_dir(name) / STATUS_FILE)
+    except (status_mod.StatusFormatError, ValueError):
+        return None
+
+
+def recover(store: GitStore) -> str | None:
+    """Commit status files a crashed cycle wrote but did not commit; refuse anything else."""
+    dirty = store.dirty_paths()
+    if not dirty or not all(Path(p).name == STATUS_FILE for p in dirty):
+        return None  # clean, or a human's change: sync() refuses it with the way out
+    names = [p.split("/")[1] for p in dirty if p.startswith("experiments/")]
+    return store.commit(dirty, status_message([], None, names))
+
+
+def reconcile_once(config: WatchConfig, *, executor_for: engine.ExecutorFactory | None = None,
+                   now: Callable[[], str] = utc_now, cycle: CycleFn | None = None,
+                   sleep: Callable[[float], None] = time.sleep) -> CycleReport:
+    store = GitStore(config.root, remote=config.remote, branch=config.branch,
+                     attempts=config.push_attempts, backoff_s=config.backoff_s, sleep=sleep)
+    with locked(store.git_dir) as ok:
+        if not ok:
+            return CycleReport("", (), skipped="another reconcile holds the lock; skipped")
+        return _cycle(store, executor_for, now, cycle or engine.cycle)
+
+
+def _cycle(store: GitStore, executor_for: engine.ExecutorFactory | None,
+           now: Callable[[], str], cycle: CycleFn) -> CycleReport:
+    state_path = store.git_dir / STATE_FILE
+    state = WatchState.load(state_path)
+    recover(store)
+    synced = store.sync()
+    ws = Workspace(store.root)
+    names = ws.experiments()
+    live = {n for n in names if has_work(_status_of(ws, n), pending=False)}
+    chosen = select(names, store.changed_experiments(state.reconciled, synced.remote), live,
+                    state.active)
+    result = CycleResult((), (), 0, 0)
+    commit = None
+    if chosen:
+        if executor_for is None:
+            from tunegit.executors import executor_factory
+
+            executor_for = executor_factory(ws)
+        result = cycle(ws, chosen, now=now(), plan_commit=synced.remote,
+                       executor_for=executor_for)
+        if result.written:
+            message = status_message(result.transitions, synced.remote, _names(ws, result))
+            commit = store.commit(result.written, message)
+    push = store.push() if store.unpushed() else None
+    active = tuple(n for n in chosen if has_work(_status_of(ws, n), pending=True))
+    WatchState(synced.remote, active).save(state_path)
+    return CycleReport(synced.remote, chosen, len(result.transitions), commit, push,
+                       result.errors, result.live, result.pending)
+
+
+def _names(ws: Workspace, result: CycleResult) -> list[str]:
+    return [Path(p).parent.name for p in result.written]
+
+
+# --- the daemon -------------------------------------------------------------------------------
+
+IGNORED_PARTS = (".git/objects", ".git/logs", f".git/{LOCK_FILE}", f".git/{STATE_FILE}",
+                 "__pycache__")
+
+
+class _Wake:
+    """watchdog handler: any relevant change sets the event."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def dispatch(self, ev: Any) -> None:
+        path = str(getattr(ev, "src_path", ""))
+        if not any(part in path for part in IGNORED_PARTS):
+            self.event.set()
+
+
+def watch_paths(ws: Workspace) -> list[Path]:
+    """The checkout, plus each site's output directory that lies outside it."""
+    paths = [ws.root]
+    for name in ws.sites():
+        try:
+            out = ws.site_dir(ws.load_site(name).output_dir)
+        except TunegitError:
+            continue
+        if out.is_dir() and ws.root not in (out, *out.parents):
+            paths.append(out)
+    return paths
+
+
+def watch(config: WatchConfig, *, interval_s: float, min_gap_s: float, stop: threading.Event,
+          wake: threading.Event, log: Callable[[str], None],
+          executor_for: engine.ExecutorFactory | None = None) -> None:
+    """Reconcile on a timer and at once on changes, until ``stop`` is set."""
+    from watchdog.observers import Observer
+
+    observer = Observer()
+    handler = _Wake(wake)
+    for path in watch_paths(Workspace(config.root)):
+        observer.schedule(handler, str(path), recursive=True)  # type: ignore[arg-type]
+    observer.start()
+    try:
+        while not stop.is_set():
+            wake.clear()
+            try:
+                log(reconcile_once(config, executor_for=executor_for).summary())
+            except TunegitError as exc:
+                log(f"error: {exc.format()}")
+            stop.wait(min_gap_s)
+            wake.wait(interval_s)
+    finally:
+        observer.stop()
+        observer.join(timeout=5)

@@ -1,0 +1,86 @@
+"""The README's first command, for real: the demo experiment end to end on the local executor.
+
+Real torchtune fine-tuning of a tiny Llama made locally, real inspect-ai evaluation. It
+asserts the mechanics (exit codes, checkpoints, eval logs with status success and a score,
+runs_status.yaml, results), not accuracy: a 148k-parameter random model learns little.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunegit.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.train,
+    pytest.mark.skipif(importlib.util.find_spec("torchtune") is None
+                       or importlib.util.find_spec("inspect_ai") is None,
+                       reason="needs the train extra (pip install -e '.[train]')"),
+]
+
+
+def make_repo(dest: Path) -> Path:
+    for rel in ("experiments/demo_capitalization/experiment.yaml", "sites/local.yaml",
+                "tasks/capitalization/eval.py", "tasks/capitalization/input/words_5L_80P_200.json"):
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / rel, dest / rel)
+    (dest / ".gitignore").write_text(".tunegit/\n")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(dest)], check=True)
+    subprocess.run(["git", "-C", str(dest), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(dest), "commit", "-qm", "demo"], check=True)
+    return dest
+
+
+def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = make_repo(tmp_path / "repo")
+    assert main(["-C", str(repo), "check", "--write", "-q"]) == 0
+    assert main(["-C", str(repo), "tiny-model"]) == 0
+    assert main(["-C", str(repo), "run", "demo_capitalization", "--poll", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "done: 5 completed, 1 skipped" in printed
+
+    status = yaml.safe_load((repo / "experiments/demo_capitalization/runs_status.yaml").read_text())
+    runs = status["runs"]
+    assert set(runs) == {"tiny-llama_rank8", "tiny-llama_rank32", "tiny-llama_base"}
+    assert runs["tiny-llama_base"]["finetune"]["status"] == "skipped"
+    assert set(runs["tiny-llama_base"]["evaluations"]) == {"capitalization"}
+    out_dir = repo / ".tunegit/outputs/demo_capitalization"
+    for name in ("tiny-llama_rank8", "tiny-llama_rank32"):
+        ft = runs[name]["finetune"]
+        assert ft["status"] == "completed"
+        assert ft["job_id"].startswith("local-") and ft["exit_code"] == 0
+        assert ft["elapsed_s"] >= 0 and ft["started"] and ft["ended"]
+        assert ft["metrics"]["it_per_s"] > 0 and ft["metrics"]["checkpoint_gib"] > 0
+        assert ft["metrics"]["steps_per_epoch"] == 40  # 160 train rows / batch 4
+        last = out_dir / name / "ck-out" / "epoch_19"
+        assert (last / "model-00001-of-00001.safetensors").is_file()
+        assert (last / "adapter_model.safetensors").is_file()
+        evals = runs[name]["evaluations"]
+        assert set(evals) == {"capitalization_epoch_19"}
+    for name, record in runs.items():
+        for key, ev in record["evaluations"].items():
+            assert ev["status"] == "completed", (name, key, ev)
+            assert ev["metric"] == "accuracy" and 0.0 <= ev["score"] <= 1.0
+            assert ev["output"].endswith(".eval") and Path(ev["output"]).is_file()
+            assert ev["job_id"].startswith("local-")
+
+    assert main(["-C", str(repo), "results", "demo_capitalization", "--format", "csv"]) == 0
+    csv_text = (repo / "experiments/demo_capitalization/results.csv").read_text()
+    assert csv_text.splitlines()[0] == "run,task,epoch,score,metric,status"
+    assert len(csv_text.splitlines()) == 4
+    png = repo / "experiments/demo_capitalization/results.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Re-running skips what completed: nothing is submitted again.
+    capsys.readouterr()
+    assert main(["-C", str(repo), "run", "demo_capitalization"]) == 0
+    again = capsys.readouterr().out
+    assert "submitted" not in again.replace("done:", "")
