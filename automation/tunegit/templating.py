@@ -25,7 +25,8 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+# `templates/` at the repository root, shipped inside the package through a symlink.
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 _INTERPOLATION = re.compile(r"(\\*)\$\{")
 
 

@@ -182,7 +182,7 @@ def _cycle(store: GitStore, executor_for: engine.ExecutorFactory | None,
         result = cycle(ws, chosen, now=now(), plan_commit=synced.remote,
                        executor_for=executor_for)
         if result.written:
-            message = status_message(result.transitions, synced.remote, _names(ws, result))
+            message = status_message(result.transitions, synced.remote, _names(result))
             commit = store.commit(result.written, message)
     push = store.push() if store.unpushed() else None
     active = tuple(n for n in chosen if has_work(_status_of(ws, n), pending=True))
@@ -191,7 +191,7 @@ def _cycle(store: GitStore, executor_for: engine.ExecutorFactory | None,
                        result.errors, result.live, result.pending)
 
 
-def _names(ws: Workspace, result: CycleResult) -> list[str]:
+def _names(result: CycleResult) -> list[str]:
     return [Path(p).parent.name for p in result.written]
 
 

@@ -1,0 +1,98 @@
+"""`tunegit status [EXP]`: where each run and evaluation stands, from runs_status.yaml."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tunegit import status as status_mod
+from tunegit.commands.common import workspace
+from tunegit.errors import TunegitError
+from tunegit.states import RUNNING, SUBMITTED
+from tunegit.status import StatusFile, Step
+from tunegit.workspace import STATUS_FILE, Workspace
+
+COLUMNS = ("RUN", "STEP", "STATE", "JOB", "ELAPSED", "SCORE", "REASON")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("status", help="table of runs and evaluations from runs_status.yaml")
+    p.add_argument("experiment", nargs="?", help="one experiment (default: all)")
+
+
+# --- pure ------------------------------------------------------------------------------------
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def elapsed(step: Step, now: dt.datetime) -> str:
+    seconds = step.elapsed_s
+    start = _parse_time(step.started or step.submitted)
+    if seconds is None and start is not None and step.status in (SUBMITTED, RUNNING):
+        seconds = (now - start).total_seconds()
+    if seconds is None:
+        return ""
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
+
+
+def rows(status: StatusFile, now: dt.datetime) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for run, key, step in status.steps():
+        reason = " ".join(x for x in (step.reason, step.message) if x)
+        score = "" if step.score is None else f"{step.score:.3f}"
+        out.append((run, "finetune" if key is None else key, step.status, step.job_id or "",
+                    elapsed(step, now), score, reason[:60]))
+    return out
+
+
+def table(lines: Sequence[tuple[str, ...]]) -> str:
+    all_rows = [COLUMNS, *lines]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in all_rows) + "\n"
+
+
+def render(name: str, status: StatusFile, now: dt.datetime) -> str:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(status.counts().items()))
+    commit = f" (plan {status.plan_commit[:10]})" if status.plan_commit else ""
+    return f"{name}{commit}: {counts}\n" + table(rows(status, now))
+
+
+# --- I/O -------------------------------------------------------------------------------------
+
+def _one(ws: Workspace, name: str, now: dt.datetime) -> str:
+    path = ws.experiment_dir(name) / STATUS_FILE
+    try:
+        status = status_mod.read(path)
+    except (status_mod.StatusFormatError, ValueError) as exc:
+        raise TunegitError(f"{ws.rel(path)}: unreadable: {exc}",
+                           hint=f"restore it from git: `git checkout -- {ws.rel(path)}`") from exc
+    if status is None:
+        return (f"{name}: no {STATUS_FILE} yet\n  hint: run `tunegit check --write "
+                f"experiments/{name}` and commit it\n")
+    return render(name, status, now)
+
+
+def main(args: argparse.Namespace) -> int:
+    ws = workspace(args)
+    if args.experiment:
+        names = [ws.resolve_experiment(args.experiment).parent.name]
+    else:
+        names = ws.experiments()
+    if not names:
+        raise TunegitError("no experiments found", hint="`tunegit new NAME` starts one")
+    now = dt.datetime.now(dt.timezone.utc)
+    sys.stdout.write("\n".join(_one(ws, n, now) for n in names))
+    return 0
