@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_plan_args(p)
     p.add_argument("--format", choices=("markdown", "csv"), default="markdown")
 
+    p = sub.add_parser("calibrate", help="how far past estimates were from what runs measured",
+                       description="For every completed run recorded in experiments/*/"
+                       "runs_status.yaml, compare the planned training time with the measured "
+                       "one: median and worst absolute percentage error per model and GPU type.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     p = sub.add_parser("status", help="table of runs and evaluations from runs_status.yaml")
     p.add_argument("experiment", nargs="?", help="one experiment (default: all)")
     return parser
@@ -89,6 +95,7 @@ COMMANDS = {
     "tiny-model": "tunegit.commands.tiny_model",
     "results": "tunegit.commands.results",
     "status": "tunegit.commands.status",
+    "calibrate": "tunegit.commands.calibrate",
 }
 
 

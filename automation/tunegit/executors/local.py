@@ -133,9 +133,9 @@ class LocalExecutor:
                 jobs[job_id] = obs
         found = {}
         for name in names:
-            job_id = _read(self.state_dir / "by-name" / name)
-            if job_id:
-                found[name] = job_id
+            known = _read(self.state_dir / "by-name" / name)
+            if known:
+                found[name] = known
         return Poll(jobs, found)
 
     def cancel(self, job_ids: Collection[str]) -> None:

@@ -1,0 +1,29 @@
+"""`tunegit calibrate`: the error distribution of past estimates, per model and GPU."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from tunegit.calibration import accuracy_sentence, load_pairs, summarise
+from tunegit.commands.common import out, workspace
+
+
+def main(args: argparse.Namespace) -> int:
+    ws = workspace(args)
+    pairs = load_pairs(ws)
+    groups = summarise(pairs)
+    if args.json:
+        print(json.dumps({"groups": [g.__dict__ for g in groups],
+                          "pairs": [{**p.__dict__, "ape": round(p.ape, 4)} for p in pairs]},
+                         indent=2))
+        return 0
+    if not groups:
+        out("no completed runs with both an estimate and a measurement yet")
+        return 0
+    out(f"{'model':<28} {'GPU':<12} {'runs':>5} {'median err':>11} {'worst err':>10}  worst run")
+    for g in groups:
+        out(f"{g.model:<28} {g.gpu_type:<12} {g.runs:>5} {g.median_ape:>11.0%} "
+            f"{g.worst_ape:>10.0%}  {g.worst_run}")
+    out(accuracy_sentence(groups))
+    return 0

@@ -1,0 +1,181 @@
+"""Real git in tmp dirs for tests: isolated config, a bare "origin", clones, a $HOME guard.
+
+Import the fixtures you use into a test module (pytest finds them there):
+
+    from gitfixtures import git_env, origin  # noqa: F401
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+AUTOMATION = REPO / "automation"
+TESTS = Path(__file__).resolve().parent
+SEED_FILES = ("sites/local.yaml", "tasks/capitalization/eval.py",
+              "tasks/capitalization/input/words_5L_80P_200.json")
+# Commands this work stream adds; until cli.py registers them, tunegit() registers them itself.
+COMMANDS = {
+    "diff": "tunegit.commands.diff",
+    "reconcile": "tunegit.commands.reconcile",
+    "watch": "tunegit.commands.watch",
+    "status": "tunegit.commands.status",
+    "history": "tunegit.commands.history",
+    "guard-status": "tunegit.commands.guard_status",
+}
+
+SMALL_PLAN = """\
+name: {name}
+type: sanity_check
+question: Does the GitOps loop work?
+site: local
+tools: {{preparation: torchtune, evaluation: inspect-ai}}
+models: [tunegit/tiny-llama]
+dataset: {{path: tasks/capitalization/input/words_5L_80P_200.json}}
+factors:
+  lora_rank: {ranks}
+controls: false
+run_name: "tiny-llama_rank{{lora_rank}}"
+training:
+  epochs: 1
+  learning_rate: {lr}
+  batch_size: 4
+  packed: false
+  max_seq_len: 256
+  validation: false
+  gpus: 1
+  system_prompt: ""
+  seed: 0
+  max_steps_per_epoch: 5
+evaluation:
+  epochs: last
+  tasks:
+    - name: capitalization
+      script: tasks/capitalization/eval.py
+      dataset: training
+      max_tokens: 8
+"""
+
+
+def plan_text(name: str, ranks: Sequence[int] = (8,), lr: str = "1.0e-2") -> str:
+    return SMALL_PLAN.format(name=name, ranks=list(ranks), lr=lr)
+
+
+# --- environment ------------------------------------------------------------------------------
+
+@pytest.fixture
+def git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Isolated git config and author; $HOME is an empty dir that must stay empty."""
+    home = tmp_path / "home"
+    home.mkdir()
+    config = tmp_path / "gitconfig"
+    config.write_text("[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n"
+                      "[protocol \"file\"]\n\tallow = always\n")
+    env = {
+        "HOME": str(home), "GIT_CONFIG_GLOBAL": str(config), "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Test Author", "GIT_AUTHOR_EMAIL": "author@example.com",
+        "GIT_COMMITTER_NAME": "Test Author", "GIT_COMMITTER_EMAIL": "author@example.com",
+        "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"), "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "GIT_TERMINAL_PROMPT": "0",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TUNEGIT_COMMITTER", raising=False)
+    yield home
+    touched = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert not touched, f"the test wrote into $HOME: {touched}"
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, check=False)
+    assert proc.returncode == 0, f"git {' '.join(args)} failed:\n{proc.stderr}"
+    return proc.stdout
+
+
+def commit_all(cwd: Path, message: str, *, author: str = "Test Author") -> str:
+    git(cwd, "add", "-A")
+    git(cwd, "commit", "-q", "-m", message,
+        env={"GIT_AUTHOR_NAME": author, "GIT_COMMITTER_NAME": author})
+    return git(cwd, "rev-parse", "HEAD").strip()
+
+
+def seed_tree(dest: Path) -> None:
+    for rel in SEED_FILES:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / rel, dest / rel)
+    (dest / ".gitignore").write_text(".tunegit/\n__pycache__/\n")
+
+
+@pytest.fixture
+def origin(git_env: Path, tmp_path: Path) -> Path:
+    """A bare origin whose main holds the local site and the capitalization task."""
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    seed = tmp_path / "seed"
+    git(tmp_path, "clone", "-q", str(bare), str(seed))
+    seed_tree(seed)
+    commit_all(seed, "Seed: site and task")
+    git(seed, "push", "-q", "origin", "HEAD:main")
+    shutil.rmtree(seed)
+    return bare
+
+
+def clone(origin: Path, dest: Path, *, name: str = "Test Author") -> Path:
+    git(origin.parent, "clone", "-q", str(origin), str(dest))
+    git(dest, "config", "user.name", name)
+    git(dest, "config", "user.email", f"{name.split()[0].lower()}@example.com")
+    return dest
+
+
+# --- running tunegit -------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    from tunegit import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, module in COMMANDS.items():
+        if name not in sub.choices:
+            importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def tunegit(argv: Sequence[str]) -> int:
+    """`tunegit ARGV` in-process, with this work stream's commands registered."""
+    from tunegit import cli
+    from tunegit.errors import run_guarded
+
+    if all(cli.COMMANDS.get(k) == v for k, v in COMMANDS.items()):
+        return cli.main(list(argv))
+    args = _parser().parse_args(list(argv))
+    module = importlib.import_module({**cli.COMMANDS, **COMMANDS}[args.command])
+    return run_guarded(lambda: int(module.main(args)))
+
+
+@pytest.fixture
+def tunegit_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A `tunegit` executable first on PATH (then this Python's bin, for pre-commit)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    script = bindir / "tunegit"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"PYTHONPATH='{AUTOMATION}:{TESTS}' exec '{sys.executable}' -c "
+        "'import sys, gitfixtures; sys.exit(gitfixtures.tunegit(sys.argv[1:]))' \"$@\"\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    path = os.pathsep.join([str(bindir), str(Path(sys.executable).parent),
+                            os.environ.get("PATH", "")])
+    monkeypatch.setenv("PATH", path)
+    return script
