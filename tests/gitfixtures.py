@@ -1,8 +1,9 @@
 """Real git in tmp dirs for tests: isolated config, a bare "origin", clones, a $HOME guard.
 
-Import the fixtures you use into a test module (pytest finds them there):
+Import the fixtures you use into a test module (pytest finds them there by their
+`name=`, so a test's `origin` parameter does not shadow an import):
 
-    from gitfixtures import git_env, origin  # noqa: F401
+    from gitfixtures import git_env_fixture, origin_fixture  # noqa: F401
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ def plan_text(name: str, ranks: Sequence[int] = (8,), lr: str = "1.0e-2") -> str
 
 # --- environment ------------------------------------------------------------------------------
 
-@pytest.fixture
-def git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+@pytest.fixture(name="git_env")
+def git_env_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Isolated git config and author; $HOME is an empty dir that must stay empty."""
     home = tmp_path / "home"
     home.mkdir()
@@ -86,9 +87,13 @@ def git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         "GIT_AUTHOR_NAME": "Test Author", "GIT_AUTHOR_EMAIL": "author@example.com",
         "GIT_COMMITTER_NAME": "Test Author", "GIT_COMMITTER_EMAIL": "author@example.com",
         "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
-        "XDG_CACHE_HOME": str(tmp_path / "cache"), "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"), "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "XDG_STATE_HOME": str(tmp_path / "xdg-state"),
         "GIT_TERMINAL_PROMPT": "0",
     }
+    # Jobs run from other directories: a relative PYTHONPATH=automation would not reach them.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(AUTOMATION),
+                                                      os.environ.get("PYTHONPATH", "")]))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("TUNEGIT_COMMITTER", raising=False)
@@ -118,8 +123,8 @@ def seed_tree(dest: Path) -> None:
     (dest / ".gitignore").write_text(".tunegit/\n__pycache__/\n")
 
 
-@pytest.fixture
-def origin(git_env: Path, tmp_path: Path) -> Path:
+@pytest.fixture(name="origin")
+def origin_fixture(git_env: Path, tmp_path: Path) -> Path:
     """A bare origin whose main holds the local site and the capitalization task."""
     bare = tmp_path / "origin.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
@@ -164,8 +169,8 @@ def tunegit(argv: Sequence[str]) -> int:
     return run_guarded(lambda: int(module.main(args)))
 
 
-@pytest.fixture
-def tunegit_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(name="tunegit_on_path")
+def tunegit_on_path_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A `tunegit` executable first on PATH (then this Python's bin, for pre-commit)."""
     bindir = tmp_path / "bin"
     bindir.mkdir()

@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from gitfixtures import clone, commit_all, git, git_env, origin  # noqa: F401
 
+from gitfixtures import clone, commit_all, git, git_env_fixture, origin_fixture  # noqa: F401 (pytest fixtures)
 from tunegit.gitstore import (
     GitStore,
     GitStoreError,
@@ -35,7 +35,7 @@ def test_message_for_one_experiment_counts_states_and_lists_transitions() -> Non
                           T("cap_8L", "r3", "failed", job="13", reason="NonZeroExitCode"),
                           T("cap_8L", "r1", "completed", key="cap_epoch_1", job="14")],
                          "abc123")
-    subject, body, tail = msg.rstrip("\n").split("\n\n")
+    subject, body, _trailers = msg.rstrip("\n").split("\n\n")
     assert subject == "status(cap_8L): 3 completed, 1 failed"
     assert body.splitlines() == [
         "cap_8L/r1 finetune: running -> completed (job 11)",
@@ -97,7 +97,7 @@ def test_sync_fast_forwards_and_refuses_dirty_detached_other_branch(origin: Path
     with pytest.raises(GitStoreError, match="detached"):
         store.sync()
     git(watcher, "checkout", "-q", "-b", "feature")
-    with pytest.raises(GitStoreError, match="on branch 'feature'.*follows 'main' only"):
+    with pytest.raises(GitStoreError, match=r"on branch 'feature'.*follows 'main' only"):
         store.sync()
 
 

@@ -80,7 +80,8 @@ def test_tiny_pipeline(tmp_path: Path) -> None:
     make_tiny_model(tmp_path / "models" / "tiny-llama")
     ctx = RenderContext(plan=plan, site=site, repo_root=str(REPO),
                         work_dir=str(tmp_path / "out" / plan.name), models_dir=site.models_dir,
-                        plan_path="experiments/tiny_pipeline/experiment.yaml")
+                        plan_path="experiments/tiny_pipeline/experiment.yaml",
+                        package_root=str(REPO / "automation"))
     expansion = expand(plan)
     scaffold(ctx, expansion)
     run, control = expansion.runs

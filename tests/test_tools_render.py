@@ -76,6 +76,7 @@ def context(plan: Plan, site: Site | None = None, repo_root: str = "/repo") -> R
     return RenderContext(
         plan=plan, site=site or slurm_site(), repo_root=repo_root, work_dir="/scratch/x",
         models_dir="/models", plan_path=f"experiments/{plan.name}/experiment.yaml",
+        package_root=f"{repo_root}/automation",
         time_minutes={"Llama-3.2-1B-Instruct_rank4": 95,
                       "Llama-3.2-1B-Instruct_rank4/capitalization_8L_epoch_1": 25})
 

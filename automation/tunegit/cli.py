@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from tunegit import __version__
 from tunegit.errors import run_guarded
@@ -22,6 +23,69 @@ site, recording every transition in runs_status.yaml.
 
 def _add_common_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", help="experiment name, its directory, or its experiment.yaml")
+
+
+def _add_watch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--branch", default="main",
+                   help="the protected branch to follow (default: main)")
+    p.add_argument("--remote", default="origin",
+                   help="the remote to fetch and push (default: origin)")
+    p.add_argument("--push-attempts", type=int, default=5, metavar="N",
+                   help="push tries per cycle, with back-off, before keeping the commit local")
+
+
+
+
+def _add_diff(sub: Any) -> None:
+    p = sub.add_parser(
+        "diff", help="plan diff between two revisions: runs, evaluations, GPU-hours (PR comment)",
+        description="Compare the plans of two git revisions: experiments and runs added, removed "
+        "or changed, evaluations, and the GPU-hour, time and disk delta. Prints nothing when no "
+        "plan changed. Fails when a run that was already submitted changed.")
+    p.add_argument("base", help="base revision, e.g. origin/main or the PR's base sha")
+    p.add_argument("head", nargs="?", help="head revision (default: the working tree)")
+    p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+
+
+def _add_reconcile(sub: Any) -> None:
+    p = sub.add_parser(
+        "reconcile", help="one watcher cycle: pull the protected branch, run, commit status, push",
+        description="Fetch and fast-forward the protected branch, reconcile experiments that "
+        "changed or have live jobs, commit runs_status.yaml changes in one commit and push. "
+        "Meant for cron or scrontab: a second copy running on the same checkout exits at once.")
+    p.add_argument("--once", action="store_true", help="one cycle, then exit (the only mode)")
+    _add_watch_args(p)
+
+
+def _add_watch(sub: Any) -> None:
+    p = sub.add_parser(
+        "watch", help="the watcher daemon: reconcile on a timer and when files change",
+        description="Run `tunegit reconcile --once` every --interval seconds, and at once when "
+        "the checkout or a site's output directory changes. SIGTERM or Ctrl-C finish the "
+        "current cycle and exit 0.")
+    _add_watch_args(p)
+    p.add_argument("--interval", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds between cycles when nothing changes (default: 60)")
+    p.add_argument("--min-gap", type=float, default=5.0, metavar="SECONDS",
+                   help="at least this long between two cycles (default: 5)")
+
+
+def _add_history(sub: Any) -> None:
+    p = sub.add_parser(
+        "history", help="timeline of an experiment or run from git log (the audit trail)",
+        description="Read git log of experiments/EXP/runs_status.yaml and experiment.yaml: who "
+        "planned each run in which commit, and every state the watcher recorded, with job ids.")
+    p.add_argument("target", metavar="EXP[/RUN]", help="an experiment, or one of its runs")
+
+
+def _add_guard_status(sub: Any) -> None:
+    p = sub.add_parser(
+        "guard-status", help="refuse hand edits to runs_status.yaml (pre-commit hook, CI)",
+        description="Fail when a runs_status.yaml changes in a way only tunegit may change it. "
+        "With FILES (pre-commit) the staged content is checked unless TUNEGIT_COMMITTER=1; "
+        "with --base REV every human commit in REV..HEAD is checked.")
+    p.add_argument("files", nargs="*", help="staged files (pre-commit passes them)")
+    p.add_argument("--base", metavar="REV", help="check the commits REV..HEAD instead (CI)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "one: median and worst absolute percentage error per model and GPU type.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    for add in (_add_diff, _add_reconcile, _add_watch, _add_history, _add_guard_status):
+        add(sub)
+
     p = sub.add_parser("status", help="table of runs and evaluations from runs_status.yaml")
     p.add_argument("experiment", nargs="?", help="one experiment (default: all)")
     return parser
@@ -96,6 +163,11 @@ COMMANDS = {
     "results": "tunegit.commands.results",
     "status": "tunegit.commands.status",
     "calibrate": "tunegit.commands.calibrate",
+    "diff": "tunegit.commands.diff",
+    "reconcile": "tunegit.commands.reconcile",
+    "watch": "tunegit.commands.watch",
+    "history": "tunegit.commands.history",
+    "guard-status": "tunegit.commands.guard_status",
 }
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import git
 
-from tunegit.records import Transition
 from tunegit.errors import TunegitError
+from tunegit.records import Transition
 from tunegit.states import STATUS_STATES
 
 COMMITTER_ENV = "TUNEGIT_COMMITTER"  # set for tunegit's own commits; the guard-status hook reads it
@@ -196,6 +196,17 @@ class GitStore:
     def is_own(self, ref: str) -> bool:
         """Whether a commit is tunegit's own status commit (by its trailer)."""
         return is_own_message(_message(self.repo.commit(ref)))
+
+    def plan_head(self, ref: str) -> str:
+        """The newest commit at or below ``ref`` (first parents) that is not a status commit."""
+        sha = self.rev(ref)
+        assert sha is not None
+        while self.is_own(sha):
+            parents = self.repo.commit(sha).parents
+            if not parents:
+                break
+            sha = parents[0].hexsha
+        return sha
 
     def own_commits(self, base: str, tip: str = "HEAD") -> list[str] | None:
         """Commits in base..tip if all are tunegit's own, else None."""

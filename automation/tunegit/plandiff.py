@@ -175,8 +175,8 @@ def violation_problem(exp: ExperimentDiff, change: RunChange, located: Located |
     first = change.changes[0].field
     if located is not None:
         for path in FIELD_PATHS.get(first, (("factors", first), ("training", first))):
-            line, col = located.where(path)
-            if line is not None and path[0] in (located.data or {}):
+            if path in located.key_positions or path in located.positions:
+                line, col = located.where(path)
                 return Problem(exp.plan_file, message, line, col, ".".join(path), hint)
     return Problem(exp.plan_file, message, field=f"runs.{change.run}.{first}", hint=hint)
 
@@ -255,7 +255,8 @@ def markdown(diff: PlanDiff) -> str:
     d = diff.delta
     n = len(diff.experiments)
     lines = [MARKER, "## tunegit plan diff", "",
-             f"`{_short(diff.base)}` → `{_short(diff.head)}`: {n} experiment{'s' * (n != 1)} changed, "
+             f"`{_short(diff.base)}` → `{_short(diff.head)}`: "
+             f"{n} experiment{'s' * (n != 1)} changed, "
              f"**{_signed(d.gpu_hours)} GPU-h**, {_signed_duration(d.minutes)} sequential, "
              f"{_signed(d.disk_gib, '.1f')} GiB disk", ""]
     if diff.problems:

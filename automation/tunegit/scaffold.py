@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
+import tunegit
 from tunegit.analysis import Analysis
 from tunegit.expand import Evaluation, Run
 from tunegit.status import write_if_changed
@@ -52,7 +53,8 @@ def render_context(a: Analysis, site_override: str | None = None) -> RenderConte
     return RenderContext(
         plan=a.loaded.plan, site=site, repo_root=str(a.ws.root),
         work_dir=str(a.work_dir), models_dir=str(a.ws.site_dir(site.models_dir)),
-        plan_path=a.plan_rel, time_minutes=times, dataset_paths=datasets)
+        plan_path=a.plan_rel, time_minutes=times, dataset_paths=datasets,
+        package_root=str(Path(tunegit.__file__).resolve().parents[1]))
 
 
 def job_name(experiment: str, run: str, stage: str, attempt: int = 1) -> str:

@@ -7,7 +7,7 @@ One cycle (`reconcile_once`), for cron, scrontab or the `watch` daemon:
 3. fetch the protected branch only and fast-forward (own unpushed commits replay);
 4. pick experiments that human commits changed since the last reconciled commit,
    that have live jobs, or that still had work left last cycle;
-5. `engine.cycle(...)` with plan_commit = the branch tip it acted on;
+5. `engine.cycle(...)` with plan_commit = the newest human commit on the branch;
 6. at most one commit for the status files written, then push (rebase and retry);
 7. record the reconciled commit in .git/tunegit-state.json.
 """
@@ -98,7 +98,8 @@ class CycleReport:
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 (Python 3.10)
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- pure: which experiments ------------------------------------------------------------------
@@ -167,6 +168,7 @@ def _cycle(store: GitStore, executor_for: engine.ExecutorFactory | None,
     state = WatchState.load(state_path)
     recover(store)
     synced = store.sync()
+    plan_commit = store.plan_head(synced.remote)
     ws = Workspace(store.root)
     names = ws.experiments()
     live = {n for n in names if has_work(_status_of(ws, n), pending=False)}
@@ -179,15 +181,15 @@ def _cycle(store: GitStore, executor_for: engine.ExecutorFactory | None,
             from tunegit.executors import executor_factory
 
             executor_for = executor_factory(ws)
-        result = cycle(ws, chosen, now=now(), plan_commit=synced.remote,
+        result = cycle(ws, chosen, now=now(), plan_commit=plan_commit,
                        executor_for=executor_for)
         if result.written:
-            message = status_message(result.transitions, synced.remote, _names(result))
+            message = status_message(result.transitions, plan_commit, _names(result))
             commit = store.commit(result.written, message)
     push = store.push() if store.unpushed() else None
     active = tuple(n for n in chosen if has_work(_status_of(ws, n), pending=True))
     WatchState(synced.remote, active).save(state_path)
-    return CycleReport(synced.remote, chosen, len(result.transitions), commit, push,
+    return CycleReport(plan_commit, chosen, len(result.transitions), commit, push,
                        result.errors, result.live, result.pending)
 
 

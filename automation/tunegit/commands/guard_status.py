@@ -31,16 +31,6 @@ HINT = ("runs_status.yaml is written by tunegit's watcher only; undo the edit wi
         "to run something again, give it a new run name in experiment.yaml")
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "guard-status", help="refuse hand edits to runs_status.yaml (pre-commit hook, CI)",
-        description="Fail when a runs_status.yaml changes in a way only tunegit may change it. "
-        f"With FILES (pre-commit) the staged content is checked unless {COMMITTER_ENV}=1; "
-        "with --base REV every human commit in REV..HEAD is checked.")
-    p.add_argument("files", nargs="*", help="staged files (pre-commit passes them)")
-    p.add_argument("--base", metavar="REV", help="check the commits REV..HEAD instead (CI)")
-
-
 # --- pure ------------------------------------------------------------------------------------
 
 def hand_edits(old_text: str | None, new_text: str | None, path: str) -> list[Problem]:

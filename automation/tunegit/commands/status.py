@@ -32,7 +32,7 @@ def _parse_time(text: str | None) -> dt.datetime | None:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)  # noqa: UP017 (Python 3.10)
 
 
 def elapsed(step: Step, now: dt.datetime) -> str:
@@ -93,6 +93,6 @@ def main(args: argparse.Namespace) -> int:
         names = ws.experiments()
     if not names:
         raise TunegitError("no experiments found", hint="`tunegit new NAME` starts one")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 (Python 3.10)
     sys.stdout.write("\n".join(_one(ws, n, now) for n in names))
     return 0

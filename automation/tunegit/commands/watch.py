@@ -9,21 +9,8 @@ from types import FrameType
 from typing import Any
 
 from tunegit.commands.common import out
-from tunegit.commands.reconcile import add_watch_args, config
+from tunegit.commands.reconcile import config
 from tunegit.watcher import watch
-
-
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "watch", help="the watcher daemon: reconcile on a timer and when files change",
-        description="Run `tunegit reconcile --once` every --interval seconds, and at once when "
-        "the checkout or a site's output directory changes. SIGTERM or Ctrl-C finish the "
-        "current cycle and exit 0.")
-    add_watch_args(p)
-    p.add_argument("--interval", type=float, default=60.0, metavar="SECONDS",
-                   help="seconds between cycles when nothing changes (default: 60)")
-    p.add_argument("--min-gap", type=float, default=5.0, metavar="SECONDS",
-                   help="at least this long between two cycles (default: 5)")
 
 
 def main(args: argparse.Namespace) -> int:

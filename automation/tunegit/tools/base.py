@@ -36,6 +36,9 @@ class RenderContext:
     plan_path: str  # repository-relative
     time_minutes: Mapping[str, int] = dataclasses.field(default_factory=dict)
     dataset_paths: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The directory holding the `tunegit` package the jobs import (their run-time helpers);
+    # empty: jobs use whatever tunegit their environment activation provides.
+    package_root: str = ""
 
     def finetune_minutes(self, run: Run) -> int:
         return self._clamp(self.time_minutes.get(run.name, self.site.slurm.min_time_minutes))

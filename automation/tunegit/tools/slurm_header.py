@@ -65,8 +65,9 @@ def _check_safe(line: str) -> None:
 
 def environment_variables(ctx: RenderContext) -> list[tuple[str, str]]:
     """Exported variables: offline HF, tunegit importable, then the site's own (sorted)."""
-    pythonpath = ctx.repo_path("automation")
-    variables = [*OFFLINE_VARIABLES, ("PYTHONPATH", pythonpath)]
+    variables = list(OFFLINE_VARIABLES)
+    if ctx.package_root:
+        variables.append(("PYTHONPATH", ctx.package_root))
     for key, value in sorted(ctx.site.environment.variables.items()):
         if not _ENV_NAME.match(key):
             raise TunegitError(f"site environment.variables: {key!r} is not a variable name",

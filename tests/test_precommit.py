@@ -1,0 +1,124 @@
+"""The published hooks under the real `pre-commit`, on real `git commit`s in a temp repo.
+
+The hooks of .pre-commit-hooks.yaml are copied under `repo: local` with
+`language: system` (installing a remote hook repo needs the network), calling the
+`tunegit` first on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gitfixtures import (  # noqa: F401 (pytest fixtures)
+    REPO,
+    commit_all,
+    git,
+    git_env_fixture,
+    plan_text,
+    seed_tree,
+    tunegit_on_path_fixture,
+)
+from tunegit import status as status_mod
+from tunegit.status import Step
+
+pytestmark = [pytest.mark.usefixtures("git_env", "tunegit_on_path"), pytest.mark.slow]
+PLAN = "experiments/exp1/experiment.yaml"
+
+
+def local_config() -> str:
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    for hook in hooks:
+        hook["language"] = "system"
+    return yaml.safe_dump({"repos": [{"repo": "local", "hooks": hooks}]}, sort_keys=False)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    seed_tree(repo)
+    (repo / ".pre-commit-config.yaml").write_text(local_config())
+    commit_all(repo, "Seed with hooks")
+    proc = subprocess.run(["pre-commit", "install"], cwd=repo, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    return repo
+
+
+def try_commit(repo: Path, message: str, env: dict[str, str] | None = None,
+               ) -> subprocess.CompletedProcess[str]:
+    git(repo, "add", "-A")
+    return subprocess.run(["git", "commit", "-q", "-m", message], cwd=repo, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, check=False)
+
+
+def write_good_plan(repo: Path, lr: str = "1.0e-2") -> None:
+    (repo / PLAN).parent.mkdir(parents=True, exist_ok=True)
+    (repo / PLAN).write_text(plan_text("exp1", (8,), lr))
+    proc = subprocess.run(["tunegit", "check", "--write", "-q", "experiments/exp1"], cwd=repo,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_bad_plan_is_refused_with_file_and_line(repo: Path) -> None:
+    (repo / PLAN).parent.mkdir(parents=True)
+    (repo / PLAN).write_text(plan_text("exp1").replace("batch_size: 4", "batch_size: 0"))
+    proc = try_commit(repo, "Bad plan")
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "tunegit check" in output and "Failed" in output
+    assert f"{PLAN}:15:" in output and "training.batch_size" in output
+    assert git(repo, "log", "--format=%s").splitlines() == ["Seed with hooks"]
+
+
+def test_a_stale_runs_plan_is_refused_with_the_fix(repo: Path) -> None:
+    write_good_plan(repo)
+    assert try_commit(repo, "Plan exp1").returncode == 0
+    (repo / PLAN).write_text(plan_text("exp1", (8,), "5.0e-3"))
+    proc = try_commit(repo, "Change lr, forget to render")
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "experiments/exp1/runs_plan.md: is stale" in output
+    assert "run `tunegit check --write experiments/exp1` and commit the result" in output
+
+
+def test_a_good_plan_passes(repo: Path) -> None:
+    write_good_plan(repo)
+    proc = try_commit(repo, "Plan exp1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert git(repo, "log", "-1", "--format=%s").strip() == "Plan exp1"
+
+
+def test_hand_edits_to_runs_status_are_refused_but_tunegit_may_commit(repo: Path) -> None:
+    write_good_plan(repo)
+    assert try_commit(repo, "Plan exp1").returncode == 0
+    path = repo / "experiments/exp1/runs_status.yaml"
+    status = status_mod.parse(path.read_text())
+    edited = status.with_step("tiny-llama_rank8", None, Step("completed", job_id="42"))
+    path.write_text(status_mod.dump(edited))
+
+    proc = try_commit(repo, "Mark it done by hand")
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert ("experiments/exp1/runs_status.yaml: runs.tiny-llama_rank8.finetune: record edited "
+            "by hand (status pending -> completed, job None -> 42)") in output
+    assert "written by tunegit's watcher only" in output
+
+    proc = try_commit(repo, "status(exp1): 1 completed", env={"TUNEGIT_COMMITTER": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_adding_runs_through_check_write_is_not_a_hand_edit(repo: Path) -> None:
+    write_good_plan(repo)
+    assert try_commit(repo, "Plan exp1").returncode == 0
+    (repo / PLAN).write_text(plan_text("exp1", (8, 32)))
+    subprocess.run(["tunegit", "check", "--write", "-q", "experiments/exp1"], cwd=repo,
+                   check=True, capture_output=True)
+    proc = try_commit(repo, "Add rank 32")
+    assert proc.returncode == 0, proc.stdout + proc.stderr

