@@ -251,8 +251,10 @@ def test_gitops_end_to_end(origin: Path, tmp_path: Path,
     problems = immutability_problems(Workspace(laptop), "origin/main")
     assert len(problems) == 1 and "already submitted" in problems[0].message
     assert problems[0].format().startswith("experiments/demo/experiment.yaml:")
-    commit_all(laptop, "Tweak lr")
     capsys.readouterr()
+    assert tunegit(["-C", str(laptop), "check", "--base", "origin/main", "experiments/demo"]) == 1
+    assert "already submitted" in capsys.readouterr().err
+    commit_all(laptop, "Tweak lr")
     assert tunegit(["-C", str(laptop), "diff", "origin/main", "HEAD"]) == 1
     assert "submitted runs are immutable" in capsys.readouterr().err
 

@@ -67,7 +67,8 @@ def analyse(ws: Workspace, plan_path: Path, site_override: str | None = None) ->
     verification = verify(ws, plan, site, exp, doc)
     priors = load_site_priors(ws, site.name) + load_repo_priors(ws, exclude=plan.name)
     est = estimate_plan(exp, site, priors, verification.datasets)
-    errors = list(findings.errors) + list(verification.errors) + _batch_fit(loaded, est)
+    errors = (list(findings.errors) + list(verification.errors) + _batch_fit(loaded, est)
+              + _gpu_fit(loaded, site))
     if errors:
         raise PlanError(problems=sorted(errors, key=lambda p: (p.line or 0, p.col or 0)))
     return Analysis(ws, loaded, site, exp, verification, est,
@@ -84,6 +85,15 @@ def _tools(loaded: LoadedPlan) -> list[Problem]:
         out.append(doc.problem(("tools", "evaluation"), f"unknown tool {tools.evaluation!r}",
                                hint="supported: " + ", ".join(sorted(EVALUATION))))
     return out
+
+
+def _gpu_fit(loaded: LoadedPlan, site: Site) -> list[Problem]:
+    gpus = loaded.plan.training.gpus
+    if gpus <= site.gpu.count:
+        return []
+    return [loaded.located.problem(
+        ("training", "gpus"), f"{gpus} GPUs per job, but site {site.name!r} has {site.gpu.count}",
+        hint=f"use gpus <= {site.gpu.count}, or a site with more GPUs (sites/{site.name}.yaml)")]
 
 
 def _batch_fit(loaded: LoadedPlan, est: PlanEstimate) -> list[Problem]:

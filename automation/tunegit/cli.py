@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write", action="store_true",
                    help="update runs_plan.md, runs_status.yaml and design-experiment.log")
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
+    p.add_argument("--base", metavar="REV",
+                   help="also refuse changes to runs already submitted at REV (CI: the PR's base)")
 
     p = sub.add_parser("estimate", help="time, GPU-hours, batch size and disk per run and in total")
     _add_common_plan_args(p)

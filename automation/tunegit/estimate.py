@@ -12,8 +12,11 @@ Seed 001's formulas, as pure functions:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 from tunegit import models
 from tunegit.expand import Evaluation, Expansion, Run
@@ -21,6 +24,7 @@ from tunegit.priors import PriorRun
 from tunegit.site import Site
 from tunegit.verify import DatasetInfo
 
+T = TypeVar("T")
 SAFETY = 0.7
 PACKED_SAFETY = 0.6
 PACKED_EFFICIENCY = 0.9
@@ -35,8 +39,10 @@ CHARS_PER_TOKEN = 3.5
 SPEED_POINTS = ((0.0001, 0.01), (1.24, 1.0), (3.21, 2.0), (7.0, 4.5), (8.03, 5.5), (70.6, 50.0))
 MEMORY_POINTS = ((0.0001, 0.01), (1.24, 1.0), (3.21, 2.5), (7.0, 4.5), (8.03, 5.0), (70.6, 45.0))
 # Seed 001 fallback tables (no prior data): minutes per epoch, minutes per evaluation, GiB.
-EPOCH_MINUTES = ((1.5, (30, 60)), (4.0, (60, 120)), (1e9, (180, 300)))
-EVAL_MINUTES = ((1.5, (2, 3)), (4.0, (4, 5)), (10.0, (8, 10)), (1e9, (20, 30)))
+EPOCH_MINUTES: tuple[tuple[float, tuple[float, float]], ...] = (
+    (1.5, (30, 60)), (4.0, (60, 120)), (1e9, (180, 300)))
+EVAL_MINUTES: tuple[tuple[float, tuple[float, float]], ...] = (
+    (1.5, (2, 3)), (4.0, (4, 5)), (10.0, (8, 10)), (1e9, (20, 30)))
 CHECKPOINT_GIB = ((1.5, 2.4), (4.0, 6.1), (10.0, 14.3), (1e9, 142.0))
 
 
@@ -106,7 +112,11 @@ class PlanEstimate:
     preliminary: bool
 
     def run(self, name: str) -> RunEstimate:
-        return next(r for r in self.runs if r.name == name)
+        return self._by_name[name]
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, RunEstimate]:
+        return {r.name: r for r in reversed(self.runs)}
 
 
 # --- formulas (seed 001) ----------------------------------------------------------------------
@@ -140,14 +150,15 @@ def recommended_batch_size(max_size: float) -> int:
     """The largest power of two not above the maximum (23.3 -> 16, 9.3 -> 8, 5.0 -> 4)."""
     if max_size < 1:
         return 1
-    return 2 ** int(math.floor(math.log2(max_size)))
+    return int(2 ** math.floor(math.log2(max_size)))
 
 
 def packed_memory(unpacked_gib: float, density: float) -> float:
     return unpacked_gib * density * PACKED_EFFICIENCY
 
 
-def disk_gib(checkpoints: Sequence[tuple[int, int, float]], evaluations: int) -> tuple[float, float, float]:
+def disk_gib(checkpoints: Sequence[tuple[int, int, float]],
+             evaluations: int) -> tuple[float, float, float]:
     """(runs, epochs, GiB per checkpoint) rows + eval logs + 15% -> (total, checkpoints, logs).
 
     The seed's 2x2 example: (2, 2, 2.4) + (2, 2, 6.1) + 20 evals -> 39.3 GiB.
@@ -165,7 +176,7 @@ def packing_density(mean_chars: float, system_prompt: str, max_seq_len: int) -> 
 def _interp(points: Sequence[tuple[float, float]], x: float) -> float:
     if x <= points[0][0]:
         return points[0][1]
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
         if x <= x1:
             t = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
             return math.exp(math.log(y0) + t * (math.log(y1) - math.log(y0)))
@@ -179,7 +190,7 @@ def size_ratio(points: Sequence[tuple[float, float]], new: str, prior: str) -> f
     return _interp(points, a) / _interp(points, b)
 
 
-def _table(rows: Sequence[tuple[float, object]], params: float | None) -> object:
+def _table(rows: Sequence[tuple[float, T]], params: float | None) -> T:
     p = params if params is not None else 1.0
     return next(v for limit, v in rows if p <= limit)
 
@@ -234,7 +245,7 @@ def _train_time(run: Run, info: DatasetInfo | None, chosen: list[PriorRun], calc
     if chosen and samples:
         prior = chosen[0]
         return _from_prior(run, prior, chosen, samples, calc)
-    low, high = _table(EPOCH_MINUTES, params)  # type: ignore[misc]
+    low, high = _table(EPOCH_MINUTES, params)
     mid = (low + high) / 2
     calc.append(f"no prior run{' and no dataset size' if not samples else ''} for {run.model}: "
                 f"fallback table {low}-{high} min/epoch x {run.epochs} epochs (preliminary)")
@@ -287,7 +298,7 @@ def _eval_time(run: Run, ev: Evaluation, datasets: dict[str, DatasetInfo], it_s:
     if it_s and n:
         m = eval_minutes(n, run.batch_size, it_s)
         return Span(m, m * 0.8, m * 1.5)
-    low, high = _table(EVAL_MINUTES, params)  # type: ignore[misc]
+    low, high = _table(EVAL_MINUTES, params)
     return Span((low + high) / 2, low, high)
 
 
@@ -298,7 +309,7 @@ def _checkpoint_gib(run: Run, chosen: list[PriorRun]) -> float:
     info = models.lookup(run.model)
     if info:
         return info.checkpoint_gib
-    return float(_table(CHECKPOINT_GIB, models.params_billions(run.model)))  # type: ignore[arg-type]
+    return float(_table(CHECKPOINT_GIB, models.params_billions(run.model)))
 
 
 def _max_batch(run: Run, site: Site, chosen: list[PriorRun], info: DatasetInfo | None,
@@ -317,7 +328,8 @@ def _max_batch(run: Run, site: Site, chosen: list[PriorRun], info: DatasetInfo |
     kind = prior.peak_memory_kind or "unknown kind of"
     note = " (post-init figure: under-reports the training peak)" if kind == "post-init" else ""
     calc.append(f"{run.name}: max batch = {site.gpu.memory_gib} GiB / {per_batch:.2f} GiB per "
-                f"sample x {SAFETY}" + (f" / density {density:.1f} x {PACKED_SAFETY}" if density else "")
+                f"sample x {SAFETY}"
+                + (f" / density {density:.1f} x {PACKED_SAFETY}" if density else "")
                 + f" = {result:.1f} (from {kind} peak of {prior.source}{note})")
     return result
 
@@ -342,7 +354,8 @@ def estimate_plan(exp: Expansion, site: Site, priors: Sequence[PriorRun],
 
 def scenarios(runs: Sequence[RunEstimate], site_gpus: int) -> tuple[Scenario, ...]:
     trains = sorted((r.train_minutes.value for r in runs if not r.is_control), reverse=True)
-    evals = [r.eval_minutes.value / max(r.evaluations, 1) for r in runs for _ in range(r.evaluations)]
+    evals = [r.eval_minutes.value / max(r.evaluations, 1)
+             for r in runs for _ in range(r.evaluations)]
     n = max(len(trains), len(evals), 1)
     parallel = Scenario("Fully parallel", n, max(trains, default=0.0), max(evals, default=0.0))
     sequential = Scenario("Sequential", 1, sum(trains), sum(evals))

@@ -10,15 +10,18 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 import string
 from collections.abc import Mapping
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import TypeAdapter
 
 from tunegit.models import short_name
-from tunegit.plan import Plan
+from tunegit.plan import DataPath, Plan, Training
 
 FACTOR_LABELS = {
     "lora_rank": "rank", "learning_rate": "lr", "batch_size": "bs", "epochs": "ep",
@@ -88,10 +91,21 @@ class Expansion:
     factor_levels: tuple[tuple[str, tuple[Any, ...]], ...]
 
     def run(self, name: str) -> Run:
-        return next(r for r in self.runs if r.name == name)
+        return self._runs_by_name[name]
 
     def evaluations_of(self, run: str) -> tuple[Evaluation, ...]:
-        return tuple(e for e in self.evaluations if e.run == run)
+        return self._evaluations_by_run.get(run, ())
+
+    @functools.cached_property
+    def _runs_by_name(self) -> dict[str, Run]:
+        return {r.name: r for r in reversed(self.runs)}  # the first of duplicate names wins
+
+    @functools.cached_property
+    def _evaluations_by_run(self) -> dict[str, tuple[Evaluation, ...]]:
+        index: dict[str, list[Evaluation]] = {}
+        for e in self.evaluations:
+            index.setdefault(e.run, []).append(e)
+        return {run: tuple(evals) for run, evals in index.items()}
 
     @property
     def finetuned(self) -> tuple[Run, ...]:
@@ -129,18 +143,30 @@ def default_run_name(factor_names: list[str]) -> str:
     for name in factor_names:
         if name == "model":
             continue
-        parts.append("{dataset}" if name == "dataset" else FACTOR_LABELS.get(name, name) + "{" + name + "}")
+        label = FACTOR_LABELS.get(name, name)
+        parts.append("{dataset}" if name == "dataset" else label + "{" + name + "}")
     return "_".join(parts) or "{model}"
 
 
 def pattern_fields(pattern: str) -> list[str]:
-    return [f for _, f, _, _ in string.Formatter().parse(pattern) if f]
+    """The `{field}` names of a run-name pattern; ValueError for a malformed pattern."""
+    fields = []
+    for _, field, spec, conversion in string.Formatter().parse(pattern):
+        if field is None:
+            continue
+        if not field or spec or conversion:
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + \
+                (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"{shown}: only plain {{factor}} fields are allowed")
+        fields.append(field)
+    return fields
 
 
 def _batch_size_for(plan: Plan, model: str, level: Any) -> int:
-    value = plan.training.batch_size if level is None else level
+    value: Any = plan.training.batch_size if level is None else level
     if isinstance(value, dict):
-        return int(value.get(model, value.get("default", 1)))
+        chosen: Any = value.get(model, value.get("default", 1))
+        return int(chosen)
     return int(value)
 
 
@@ -163,20 +189,44 @@ def _model_id(plan: Plan, model: str) -> str:
     return next((m for m in plan.models if short_name(m) == model), model)
 
 
+@functools.cache
+def level_adapter(factor: str) -> TypeAdapter[Any]:
+    """The type a factor's levels must have: the training field's, `str` for model/dataset."""
+    if factor == "model":
+        return TypeAdapter(str)
+    if factor == "dataset":
+        return TypeAdapter(DataPath)
+    field = Training.model_fields[factor]
+    annotation: Any = field.annotation
+    if field.metadata:
+        annotation = Annotated[(annotation, *field.metadata)]
+    return TypeAdapter(annotation)
+
+
+def coerce_level(factor: str, value: Any) -> Any:
+    """A level as the training field would hold it (`"false"` -> False); raises ValidationError."""
+    return level_adapter(factor).validate_python(value)
+
+
 def _make_run(plan: Plan, name: str, combo: Mapping[str, Any], control: bool) -> Run:
     t = plan.training
+    combo = {k: v if k == "model" else coerce_level(k, v) for k, v in combo.items()}
     model = str(combo["model"])
-    get = combo.get
+    get: Any = combo.get
     return Run(
         name=name, model=model, model_id=_model_id(plan, model),
         dataset=str(get("dataset", plan.dataset.path)), is_control=control,
         factors=tuple((k, v) for k, v in combo.items() if k != "model" or "model" in plan.factors
                       or len(plan.models) > 1),
-        epochs=int(get("epochs", t.epochs)), learning_rate=float(get("learning_rate", t.learning_rate)),
+        epochs=int(get("epochs", t.epochs)),
+        learning_rate=float(get("learning_rate", t.learning_rate)),
         batch_size=_batch_size_for(plan, model, get("batch_size")),
-        lora_rank=int(get("lora_rank", t.lora_rank)), lora_dropout=float(get("lora_dropout", t.lora_dropout)),
-        weight_decay=float(get("weight_decay", t.weight_decay)), packed=bool(get("packed", t.packed)),
-        max_seq_len=int(get("max_seq_len", t.max_seq_len)), validation=bool(get("validation", t.validation)),
+        lora_rank=int(get("lora_rank", t.lora_rank)),
+        lora_dropout=float(get("lora_dropout", t.lora_dropout)),
+        weight_decay=float(get("weight_decay", t.weight_decay)),
+        packed=bool(get("packed", t.packed)),
+        max_seq_len=int(get("max_seq_len", t.max_seq_len)),
+        validation=bool(get("validation", t.validation)),
         gpus=t.gpus, gradient_accumulation_steps=int(get("gradient_accumulation_steps",
                                                          t.gradient_accumulation_steps)),
         system_prompt=str(get("system_prompt", t.system_prompt)), seed=int(get("seed", t.seed)),
@@ -185,14 +235,22 @@ def _make_run(plan: Plan, name: str, combo: Mapping[str, Any], control: bool) ->
 
 
 def run_name_for(pattern: str, combo: Mapping[str, Any]) -> str:
-    values = {k: (dataset_label(str(v)) if k == "dataset" else format_level(v)) for k, v in combo.items()}
+    values = {k: (dataset_label(str(v)) if k == "dataset" else format_level(v))
+              for k, v in combo.items()}
     return pattern.format(**values)
 
 
 def eval_epochs(choice: str | list[int], epochs: int) -> list[int | str]:
+    """The epochs of a run to evaluate: 0-based numbers, or "best" (resolved after training)."""
     if isinstance(choice, list):
         return list(dict.fromkeys(choice))
-    return {"last": [epochs - 1], "first": [0], "all": list(range(epochs)), "best": ["best"]}[choice]
+    if choice == "last":
+        return [epochs - 1]
+    if choice == "first":
+        return [0]
+    if choice == "all":
+        return list(range(epochs))
+    return ["best"]
 
 
 def expand(plan: Plan) -> Expansion:
@@ -202,7 +260,7 @@ def expand(plan: Plan) -> Expansion:
     pattern = plan.run_name or default_run_name(names)
     runs: list[Run] = []
     for values in itertools.product(*(v for _, v in levels)):
-        combo = dict(zip(names, values))
+        combo = dict(zip(names, values, strict=True))
         runs.append(_make_run(plan, run_name_for(pattern, combo), combo, control=False))
     if plan.controls:
         for model in _model_levels(plan):
@@ -223,7 +281,8 @@ def _evaluations(plan: Plan, runs: list[Run]) -> list[Evaluation]:
                 [None] if run.is_control else list(eval_epochs(plan.evaluation.epochs, run.epochs)))
             for epoch in epochs:
                 key = task.name if epoch is None else f"{task.name}_epoch_{epoch}"
-                evals.append(Evaluation(run.name, task.name, epoch, key, task.script, dataset, task.split))
+                evals.append(Evaluation(run.name, task.name, epoch, key, task.script, dataset,
+                                        task.split))
     return evals
 
 

@@ -9,6 +9,7 @@ files with a located error instead of a traceback.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,12 @@ from tunegit.errors import PlanError, Problem
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_NODES = 200_000
+MAX_DEPTH = 64
+_YAML = "tag:yaml.org,2002:"
+# Scalars a plan may hold: what plain YAML resolves to. `!!binary`, `!!python/...`, `!foo`
+# and every other explicit tag are refused.
+PLAIN_SCALAR_TAGS = frozenset(_YAML + t for t in ("str", "int", "float", "bool", "null",
+                                                  "timestamp"))
 FieldPath = tuple[str | int, ...]
 
 
@@ -37,8 +44,9 @@ class Located:
         """Position of the deepest known prefix of ``path``."""
         for cut in range(len(path), -1, -1):
             prefix = path[:cut]
-            if cut < len(path) and prefix + (path[cut],) in self.key_positions:
-                return self.key_positions[prefix + (path[cut],)]
+            keyed = (*prefix, path[cut]) if cut < len(path) else None
+            if keyed is not None and keyed in self.key_positions:
+                return self.key_positions[keyed]
             if prefix in self.positions:
                 return self.positions[prefix]
         return None, None
@@ -49,9 +57,14 @@ class Located:
 
 
 def format_path(path: FieldPath) -> str:
+    """``("training", "batch_size")`` -> ``training.batch_size``; odd keys are shown quoted."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        name = part if part.isprintable() and part.strip() == part and part else repr(part)
+        out += f".{name}" if out else name
     return out
 
 
@@ -73,6 +86,11 @@ class _Builder:
             raise PlanError(problems=[Problem(
                 self.file, f"more than {MAX_NODES} values (an alias bomb?)", *self.mark(node),
                 hint="a plan needs far fewer values; remove YAML aliases (*name)")])
+        if len(path) > MAX_DEPTH:
+            raise PlanError(problems=[Problem(
+                self.file, f"nested more than {MAX_DEPTH} levels deep (a recursive alias?)",
+                *self.mark(node), format_path(path[:3]) + "...",
+                hint="a plan is a few levels deep; remove self-referencing aliases")])
         self.positions[path] = self.mark(node)
         if isinstance(node, MappingNode):
             return self._mapping(node, path)
@@ -82,41 +100,53 @@ class _Builder:
             return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
         return self._scalar(node, path)
 
-    def _bad_tag(self, node: Node, path: FieldPath) -> None:
+    def _bad_tag(self, node: Node, path: FieldPath) -> Any:
         self.problems.append(Problem(
             self.file, f"tag {node.tag!r} is not allowed", *self.mark(node), format_path(path),
             hint="plans are plain YAML: remove the tag"))
         return None
 
     def _scalar(self, node: Node, path: FieldPath) -> Any:
+        if node.tag not in PLAIN_SCALAR_TAGS:
+            return self._bad_tag(node, path)
         try:
-            return self.constructor.construct_object(node, deep=True)
-        except ConstructorError as exc:
+            value = self.constructor.construct_object(node, deep=True)
+        except (ConstructorError, ValueError, OverflowError) as exc:
+            message = (exc.problem if isinstance(exc, ConstructorError) else str(exc)) or ""
             self.problems.append(Problem(
-                self.file, (exc.problem or "cannot read this value").strip(), *self.mark(node),
-                format_path(path), hint="plans are plain YAML: remove the tag"))
+                self.file, f"cannot read this value: {message.strip()}", *self.mark(node),
+                format_path(path), hint="write a plain number, string, true/false or null"))
             return None
+        if isinstance(value, str) and _UNWRITABLE.search(value):
+            self.problems.append(Problem(
+                self.file, "contains a NUL or an unpaired surrogate (\\0, \\ud800...)",
+                *self.mark(node), format_path(path), hint="remove the escape"))
+            return None
+        return value
 
     def _mapping(self, node: MappingNode, path: FieldPath) -> dict[Any, Any] | None:
         if node.tag != "tag:yaml.org,2002:map":
-            return self._bad_tag(node, path)
+            self._bad_tag(node, path)
+            return None
         out: dict[Any, Any] = {}
         for key_node, value_node in self._pairs(node, path):
             if not isinstance(key_node, ScalarNode):
                 self.problems.append(Problem(self.file, "keys must be plain names",
                                              *self.mark(key_node), format_path(path)))
                 continue
+            # Keys are names: `1:`, `~:` or `2024-01-01:` stay the text that was written.
             key = self._scalar(key_node, path)
-            key = key if isinstance(key, str | int) else str(key)
+            key = key if isinstance(key, str) else str(key_node.value)
+            keyed: FieldPath = (*path, key)
             if key in out:
-                first = self.key_positions[(*path, key)]
+                first = self.key_positions[keyed]
                 self.problems.append(Problem(
                     self.file, f"duplicate key {key!r} (first at line {first[0]})",
-                    *self.mark(key_node), format_path((*path, key)),
+                    *self.mark(key_node), format_path(keyed),
                     hint="remove one of them: YAML would silently keep the last"))
                 continue
-            self.key_positions[(*path, key)] = self.mark(key_node)
-            out[key] = self.build(value_node, (*path, key))
+            self.key_positions[keyed] = self.mark(key_node)
+            out[key] = self.build(value_node, keyed)
         return out
 
     def _pairs(self, node: MappingNode, path: FieldPath) -> Iterator[tuple[Node, Node]]:
@@ -129,8 +159,23 @@ class _Builder:
             yield key_node, value_node
 
 
-def load_text(text: str, file: str) -> Located:
-    """Parse YAML text; raises PlanError with every problem found."""
+_UNWRITABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _codepoint(character: int | str) -> str:
+    return f"U+{character if isinstance(character, int) else ord(character):04X}"
+
+
+def _line_col(text: str, position: int) -> tuple[int, int]:
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+
+
+def load_text(text: str, file: str, *, empty_ok: bool = False) -> Located:
+    """Parse YAML text; raises PlanError with every problem found.
+
+    An empty file (nothing but comments) is an error unless ``empty_ok``: then its data is None.
+    """
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -140,9 +185,20 @@ def load_text(text: str, file: str) -> Located:
         raise PlanError(problems=[Problem(file, message, line, col, hint=(
             "check indentation and quoting near this line; quote values containing ': ' or '#'"))]
         ) from None
+    except yaml.reader.ReaderError as exc:
+        line, col = _line_col(text, exc.position)
+        raise PlanError(problems=[Problem(
+            file, f"control character {_codepoint(exc.character)} is not allowed in YAML",
+            line, col,
+            hint="remove it, or write it as an escape inside double quotes")]) from None
     except yaml.YAMLError as exc:
         raise PlanError(problems=[Problem(file, f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise PlanError(problems=[Problem(
+            file, "nested too deeply to read", hint="a plan is a few levels deep")]) from None
     if node is None:
+        if empty_ok:
+            return Located(file, None, {}, {})
         raise PlanError(problems=[Problem(file, "the file is empty", 1, 1,
                                           hint="run `tunegit new NAME` for a commented skeleton")])
     builder = _Builder(file)
@@ -175,6 +231,6 @@ def read_text(path: Path, display: str) -> str:
                                           hint="save the file as UTF-8")]) from None
 
 
-def load_file(path: Path, display: str | None = None) -> Located:
+def load_file(path: Path, display: str | None = None, *, empty_ok: bool = False) -> Located:
     shown = display or str(path)
-    return load_text(read_text(path, shown), shown)
+    return load_text(read_text(path, shown), shown, empty_ok=empty_ok)

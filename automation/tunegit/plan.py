@@ -7,13 +7,36 @@ unknown keys; the loader turns that into "valid keys are: ...".
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=200)]
 PositiveInt = Annotated[int, Field(gt=0)]
+# Bounds that keep a typo (epochs: 1000000000) from turning `check` into a denial of service.
+MAX_EPOCHS = 1000
+MAX_RUNS = 10_000
+Epochs = Annotated[int, Field(gt=0, le=MAX_EPOCHS)]
+Finite = Field(allow_inf_nan=False)
+
+
+def _inside_root(value: str) -> str:
+    """A relative path may not climb out of its root (the repository or the site's data_dir)."""
+    if ".." in PurePosixPath(value.replace("\\", "/")).parts:
+        raise ValueError("may not contain `..`: paths stay inside the repository or data_dir")
+    return value
+
+
+def _relative(value: str) -> str:
+    if PurePosixPath(value).is_absolute():
+        raise ValueError("must be relative to the repository root")
+    return _inside_root(value)
+
+
+DataPath = Annotated[str, Field(min_length=1), AfterValidator(_inside_root)]
+RepoPath = Annotated[str, Field(min_length=1), AfterValidator(_relative)]
 
 # Training keys that may also be experimental factors (besides `model` and `dataset`).
 TRAINING_FACTOR_KEYS = (
@@ -30,26 +53,28 @@ class Strict(BaseModel):
 class Tools(Strict):
     """Which framework prepares (fine-tunes) and which evaluates."""
 
-    preparation: str = Field("torchtune", description="Fine-tuning tool backend.")
-    evaluation: str = Field("inspect-ai", description="Evaluation tool backend.")
+    preparation: str = Field(default="torchtune", description="Fine-tuning tool backend.")
+    evaluation: str = Field(default="inspect-ai", description="Evaluation tool backend.")
 
 
 class DatasetRef(Strict):
-    path: str = Field(description="JSON file with train/validation/test splits of {input, output}, "
+    path: DataPath = Field(description="JSON file with train/validation/test splits of "
+                           "{input, output}, "
                       "relative to the repository root or the site's data_dir.")
-    label: str | None = Field(None, description="Short label used in run names; default: file stem.")
+    label: str | None = Field(default=None, description="Short label used in run names; "
+                              "default: file stem.")
 
 
 class Training(Strict):
     """Fine-tuning hyper-parameters shared by all runs (factors override per run)."""
 
-    epochs: PositiveInt = 1
-    learning_rate: Annotated[float, Field(gt=0)] = 3.0e-4
+    epochs: Epochs = 1
+    learning_rate: Annotated[float, Field(gt=0), Finite] = 3.0e-4
     batch_size: PositiveInt | dict[str, PositiveInt] = Field(
-        4, description="One size, or per model short name with a `default` key.")
+        default=4, description="One size, or per model short name with a `default` key.")
     lora_rank: PositiveInt = 8
-    lora_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    lora_dropout: Annotated[float, Field(ge=0, lt=1), Finite] = 0.0
+    weight_decay: Annotated[float, Field(ge=0), Finite] = 0.01
     packed: bool = True
     max_seq_len: PositiveInt = 2048
     validation: bool = False
@@ -69,10 +94,12 @@ class Training(Strict):
 
 class EvalTask(Strict):
     name: Name
-    script: str = Field(description="inspect-ai task file, relative to the repository root.")
-    task: str | None = Field(None, description="@task function name in the script; default: "
+    script: RepoPath = Field(description="inspect-ai task file, relative to the repository root.")
+    task: str | None = Field(default=None, description="@task function name in the script; "
+                             "default: "
                              "the script's only task.")
-    dataset: str = Field("training", description="`training` (the test split of the plan's "
+    dataset: DataPath = Field(default="training", description="`training` (the test split of "
+                              "the plan's "
                          "dataset) or a path to a JSON file.")
     split: str = "test"
     description: str = ""
@@ -83,14 +110,15 @@ EpochChoice = Literal["last", "first", "all", "best"]
 
 
 class EvaluationPlan(Strict):
-    epochs: EpochChoice | list[Annotated[int, Field(ge=0)]] = Field(
-        "last", description="last | first | all | best | a list of epoch numbers (0-based).")
+    epochs: EpochChoice | list[Annotated[int, Field(ge=0, lt=MAX_EPOCHS)]] = Field(
+        default="last",
+        description="last | first | all | best | a list of epoch numbers (0-based).")
     tasks: list[EvalTask] = Field(min_length=1)
     matrix: dict[str, list[str]] | None = Field(
-        None, description="Run name -> task names, for runs that skip some tasks. "
+        default=None, description="Run name -> task names, for runs that skip some tasks. "
         "Runs not listed get every task.")
     system_prompt: str | None = Field(
-        None, description="Must equal training.system_prompt when given.")
+        default=None, description="Must equal training.system_prompt when given.")
 
 
 class Plan(Strict):
@@ -99,7 +127,7 @@ class Plan(Strict):
     name: Name = Field(description="task_factor_date; also the experiment's directory name.")
     type: Literal["experiment", "sanity_check"] = "experiment"
     question: str = Field(min_length=1, description="The scientific question.")
-    site: Name = Field("local", description="sites/<site>.yaml")
+    site: Name = Field(default="local", description="sites/<site>.yaml")
     tools: Tools = Tools()
     models: list[str] = Field(min_length=1, description="HF model ids (org/name).")
     dataset: DatasetRef
@@ -107,9 +135,10 @@ class Plan(Strict):
         default_factory=dict,
         description="Factor -> levels; `model`, `dataset` or any training key. "
         "Runs are the cartesian product.")
-    controls: bool = Field(False, description="Add one `<model>_base` run per model: "
+    controls: bool = Field(default=False, description="Add one `<model>_base` run per model: "
                            "evaluated, not trained.")
-    run_name: str | None = Field(None, description="Pattern such as `{model}_rank{lora_rank}`; "
+    run_name: str | None = Field(default=None, min_length=1,
+                                 description="Pattern such as `{model}_rank{lora_rank}`; "
                                  "default: model then every other factor.")
     training: Training = Training()
     evaluation: EvaluationPlan

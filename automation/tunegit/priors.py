@@ -9,11 +9,15 @@ itself records in ``experiments/*/runs_status.yaml`` for completed runs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tunegit.loader import load_file
+from tunegit.schema_errors import parse_model
 from tunegit.states import COMPLETED
+from tunegit.status import SAFE_LOADER
 from tunegit.workspace import Workspace
 
 
@@ -38,33 +42,82 @@ class PriorRun:
 
 
 FIELDS = {f.name for f in dataclasses.fields(PriorRun)}
+_Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_PosInt = Annotated[int, Field(gt=0)]
+
+
+class PriorRow(BaseModel):
+    """One measured run, as written in sites/<site>.priors.yaml (extra keys are kept out)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    source: str | None = None
+    model: str = Field(min_length=1)
+    gpu_type: str = ""
+    batch_size: _PosInt | None = None
+    packed: bool | None = None
+    max_seq_len: _PosInt | None = None
+    lora_rank: _PosInt | None = None
+    train_samples: _PosInt | None = None
+    epochs: _PosInt | None = None
+    it_per_s: _Pos | None = None
+    tokens_per_s: _Pos | None = None
+    peak_memory_gib: _Pos | None = None
+    peak_memory_kind: str = ""
+    checkpoint_gib: _Pos | None = None
+    train_minutes: _Pos | None = None
+    estimated_train_minutes: _Pos | None = None
+
+
+class PriorsFile(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    runs: list[PriorRow] = Field(default_factory=list)
+
+
+def _to_prior(row: PriorRow, source: str) -> PriorRun:
+    values = row.model_dump()
+    values["source"] = row.source or source
+    return PriorRun(**values)
 
 
 def from_mapping(data: dict[str, Any], source: str) -> PriorRun:
-    clean = {k: v for k, v in data.items() if k in FIELDS and k != "source"}
-    return PriorRun(source=str(data.get("source", source)), **clean)
+    """A prior from a mapping; raises pydantic's ValidationError for wrong types."""
+    return _to_prior(PriorRow.model_validate(data), source)
 
 
 def load_site_priors(ws: Workspace, site: str) -> list[PriorRun]:
+    """sites/<site>.priors.yaml; a malformed file is a located PlanError, like a plan."""
     path = ws.root / "sites" / f"{site}.priors.yaml"
     if not path.is_file():
         return []
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    rows = data.get("runs", []) if isinstance(data, dict) else []
-    return [from_mapping(r, f"sites/{site}.priors.yaml") for r in rows if isinstance(r, dict)]
+    shown = ws.rel(path)
+    located = load_file(path, shown, empty_ok=True)
+    if located.data is None or located.data == {}:
+        return []
+    parsed = parse_model(located, PriorsFile)
+    return [_to_prior(row, shown) for row in parsed.runs]
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def priors_from_status(experiment: str, status: dict[str, Any], gpu_type: str) -> list[PriorRun]:
-    """Completed fine-tuning runs recorded in one runs_status.yaml."""
+    """Completed fine-tuning runs recorded in one runs_status.yaml (malformed rows are skipped)."""
     out = []
-    for run, record in (status.get("runs") or {}).items():
-        ft = (record or {}).get("finetune") or {}
-        metrics = ft.get("metrics") or {}
-        config = ft.get("config") or {}
+    runs = status.get("runs")
+    for run, record in (runs.items() if isinstance(runs, dict) else ()):
+        ft = _mapping(record.get("finetune") if isinstance(record, dict) else None)
+        metrics, config = _mapping(ft.get("metrics")), _mapping(ft.get("config"))
         if ft.get("status") != COMPLETED or not (metrics or config):
             continue
         merged = {**config, **metrics, "gpu_type": config.get("gpu_type", gpu_type)}
-        out.append(from_mapping(merged, f"{experiment}/{run}"))
+        merged.setdefault("model", "")
+        try:
+            out.append(from_mapping(merged, f"{experiment}/{run}"))
+        except ValidationError:
+            continue
     return out
 
 
@@ -76,8 +129,11 @@ def load_repo_priors(ws: Workspace, exclude: str = "") -> list[PriorRun]:
         path = ws.experiment_dir(name) / "runs_status.yaml"
         if path.is_file():
             try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError:
+                text = path.read_text(encoding="utf-8")
+                if COMPLETED not in text:  # nothing to learn from; skip the YAML parse
+                    continue
+                data = yaml.load(text, Loader=SAFE_LOADER) or {}
+            except (yaml.YAMLError, ValueError, OSError, RecursionError):
                 continue
             if isinstance(data, dict):
                 out += priors_from_status(name, data, "")

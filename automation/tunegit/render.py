@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from tunegit.estimate import PlanEstimate, RunEstimate, Span, packing_density
+from tunegit.estimate import PlanEstimate, Span, packing_density
 from tunegit.expand import FACTOR_LABELS, Expansion, default_run_name, format_level
 from tunegit.plan import Plan
 from tunegit.site import Site
@@ -73,7 +73,8 @@ def _context(plan: Plan, site: Site, exp: Expansion, est: PlanEstimate,
         total_runs=len(exp.runs), finetune_count=len(ft), control_count=len(ctl),
         task_names=", ".join(t.name for t in tasks), created=created(plan), site_name=site.name,
         executor=site.executor, gpu=_gpu(site), tools=plan.tools,
-        variables=[(k, ", ".join(format_level(v) for v in levels)) for k, levels in exp.factor_levels],
+        variables=[(k, ", ".join(format_level(v) for v in levels))
+                   for k, levels in exp.factor_levels],
         runs=[dict(name=r.name, model=r.model, rank="-" if r.is_control else r.lora_rank,
                    batch=r.batch_size, kind="Control" if r.is_control else "Fine-tuned",
                    time="eval only" if r.is_control else
@@ -81,16 +82,18 @@ def _context(plan: Plan, site: Site, exp: Expansion, est: PlanEstimate,
         models_dir=site.models_dir,
         models=[dict(name=m, path=f"{site.models_dir.rstrip('/')}/{m}")
                 for m in dict.fromkeys(r.model for r in exp.runs)],
-        datasets=[_dataset(path, datasets.get(path)) for path in dict.fromkeys(r.dataset for r in exp.runs)],
+        datasets=[_dataset(path, datasets.get(path))
+                  for path in dict.fromkeys(r.dataset for r in exp.runs)],
         epochs_text=_epochs_text(plan), ft_tasks_text=_per(len(ft_evals), len(ft), "tasks"),
         ft_epochs_text=_epoch_count(plan, exp), ft_eval_jobs=len(ft_evals),
         base_tasks_text=_per(len(base_evals), len(ctl), "tasks"), base_eval_jobs=len(base_evals),
         total_eval_jobs=len(exp.evaluations),
         tasks=[dict(name=t.name, script=t.script,
-                    dataset=f"{t.dataset} ({t.split} split)" if t.dataset == "training" else t.dataset,
+                    dataset=(f"{t.dataset} ({t.split} split)" if t.dataset == "training"
+                             else t.dataset),
                     description=t.description or "-") for t in tasks],
-        task_header=" | ".join(t.name for t in tasks), task_rule="|".join("-" * max(3, len(t.name) + 2)
-                                                                           for t in tasks),
+        task_header=" | ".join(t.name for t in tasks),
+        task_rule="|".join("-" * max(3, len(t.name) + 2) for t in tasks),
         matrix=_matrix(plan, exp),
         **_configuration(plan, exp, datasets),
         run_name_pattern=plan.run_name or default_run_name([k for k, _ in exp.factor_levels]),
@@ -151,7 +154,8 @@ def _matrix(plan: Plan, exp: Expansion) -> list[dict[str, str]]:
         note = "All evals" if len(have) == len(plan.evaluation.tasks) else "Selected evals"
         if run.name in listed:
             note += " (matrix)"
-        rows.append(dict(run=run.name, cells=cells, notes=note + (", control" if run.is_control else "")))
+        note += ", control" if run.is_control else ""
+        rows.append(dict(run=run.name, cells=cells, notes=note))
     return rows
 
 
@@ -166,7 +170,7 @@ def _configuration(plan: Plan, exp: Expansion, datasets: dict[str, DatasetInfo])
     density = (f"~{packing_density(info.mean_chars, t.system_prompt, t.max_seq_len):.1f} examples "
                f"per sequence (estimated from the dataset's mean example length)"
                if info else "unknown (dataset not visible)")
-    per_model = {}
+    per_model: dict[str, set[int]] = {}
     for r in ft:
         per_model.setdefault(r.model, set()).add(r.batch_size)
     return dict(
@@ -180,7 +184,8 @@ def _configuration(plan: Plan, exp: Expansion, datasets: dict[str, DatasetInfo])
         batch_sizes=", ".join(f"{_distinct(sorted(v))} ({m})" for m, v in per_model.items()),
         grad_accum=f"{t.gradient_accumulation_steps} (effective batch size: "
                    f"{_distinct([r.effective_batch_size for r in ft])})",
-        alphas=_distinct([r.lora_alpha for r in ft]) + f" for rank {_distinct([r.lora_rank for r in ft])}",
+        alphas=(_distinct([r.lora_alpha for r in ft])
+                + f" for rank {_distinct([r.lora_rank for r in ft])}"),
         learning_rates=_distinct([r.learning_rate for r in ft]), max_seq_len=t.max_seq_len,
         validation="yes" if t.validation else "no", seed=t.seed,
         system_prompt=repr(t.system_prompt) if t.system_prompt else '"" (none)',
@@ -197,13 +202,16 @@ def _compute(est: PlanEstimate, exp: Expansion) -> dict[str, Any]:
         if trained:
             first, run0 = trained[0], runs[0]
             total = sum((e.train_minutes for e in trained), Span.exact(0))
+            gpu_minutes = sum(e.train_minutes.value * r.gpus
+                              for e, r in zip(trained, runs, strict=True))
             groups.append(dict(
-                model=model, source=first.source, it_s=f"{first.it_per_s:.2f}" if first.it_per_s else "",
+                model=model, source=first.source,
+                it_s=f"{first.it_per_s:.2f}" if first.it_per_s else "",
                 batch=run0.batch_size, steps=first.steps_per_epoch,
                 samples=(first.steps_per_epoch or 0) * run0.batch_size,
                 per_run=minutes(first.train_minutes.value), range=span(first.train_minutes),
                 epochs=run0.epochs, count=len(trained), total=minutes(total.value),
-                gpu_hours=f"{sum(e.train_minutes.value * r.gpus for e, r in zip(trained, runs)) / 60:.2f}"))
+                gpu_hours=f"{gpu_minutes / 60:.2f}"))
             ckpt_rows.append(dict(model=model, gib=gib(first.checkpoint_gib), runs=len(trained),
                                   epochs=run0.epochs,
                                   total=gib(len(trained) * run0.epochs * first.checkpoint_gib)))
@@ -214,7 +222,8 @@ def _compute(est: PlanEstimate, exp: Expansion) -> dict[str, Any]:
     par, seq, mixed = est.scenarios
     return dict(
         model_groups=groups, eval_per_model=eval_rows, ckpt_per_model=ckpt_rows,
-        parallel=_scenario(par), sequential=_scenario(seq), scenarios=[_scenario(s) for s in est.scenarios],
+        parallel=_scenario(par), sequential=_scenario(seq),
+        scenarios=[_scenario(s) for s in est.scenarios],
         train_gpu_hours=f"{est.train_gpu_hours:.2f}", eval_gpu_hours=f"{est.eval_gpu_hours:.2f}",
         gpu_hours=f"{est.gpu_hours:.2f}", eval_total=minutes(est.eval_minutes.value),
         ckpt_disk=gib(est.checkpoint_disk_gib), eval_disk_mb=f"{est.eval_disk_gib * 1024:.0f}",
@@ -240,13 +249,15 @@ def render_design_log(plan: Plan, exp: Expansion, checks: Sequence[Check], est: 
     """Timestamped VERIFY_* / CALCULATE_* / DECIDE_* entries, in seed 004's format."""
     entries: list[tuple[str, str, str, str, str]] = []
     for c in checks:
-        entries.append((c.action, f"Checking {c.subject}", f"Command: {c.command}", c.result, c.explanation))
+        entries.append((c.action, f"Checking {c.subject}", f"Command: {c.command}", c.result,
+                        c.explanation))
     for r in est.runs:
         for line in r.calculations:
             entries.append(("CALCULATE_TIME" if "min" in line else "CALCULATE_BATCH",
                             f"Estimate for {r.name}", f"Calculation: {line}",
-                            f"{minutes(r.train_minutes.value)} training, {minutes(r.eval_minutes.value)} "
-                            f"evaluation", f"Source: {r.source}"))
+                            f"{minutes(r.train_minutes.value)} training, "
+                            f"{minutes(r.eval_minutes.value)} evaluation",
+                            f"Source: {r.source}"))
     entries.append(("CALCULATE_DISK", "Disk space estimate",
                     f"Calculation: checkpoints {gib(est.checkpoint_disk_gib)} GiB + eval logs "
                     f"{gib(est.eval_disk_gib)} GiB + 15%", f"{gib(est.disk_gib)} GiB",
@@ -259,13 +270,14 @@ def render_design_log(plan: Plan, exp: Expansion, checks: Sequence[Check], est: 
                                            if any(k == f for f, _ in exp.factor_levels)) or "none"))
     recipes = ", ".join(dict.fromkeys(r.recipe for r in exp.finetuned)) or "none (controls only)"
     entries.append(("DECIDE_RECIPE", "Recipe from GPUs and validation", f"Decision: {recipes}",
-                    f"LoRA alpha = 2 x rank", "seed 001 recipe selection logic"))
+                    "LoRA alpha = 2 x rank", "seed 001 recipe selection logic"))
     entries.append(("COMPLETE", "Plan checked", f"Status: {len(exp.runs)} runs, "
                     f"{len(exp.evaluations)} evaluations, {est.gpu_hours:.2f} GPU hours",
                     "runs_plan.md rendered", "Next: merge the PR; the watcher submits it"))
     out = []
     for action, brief, detail, result, why in entries:
-        out.append(f"[{timestamp}] {action}: {brief}\n{detail}\nResult: {result}\nExplanation: {why}\n")
+        out.append(f"[{timestamp}] {action}: {brief}\n{detail}\nResult: {result}\n"
+                   f"Explanation: {why}\n")
     return "\n".join(out)
 
 

@@ -31,7 +31,7 @@ def parse_model(located: Located, cls: type[M]) -> M:
 def _drop_union_noise(located: Located, errors: list[Any]) -> list[Any]:
     """For a value matching no branch of a union, keep only the deepest branch's errors."""
     paths = [_data_path(located, tuple(e["loc"]), e["type"]) for e in errors]
-    return [e for e, p in zip(errors, paths)
+    return [e for e, p in zip(errors, paths, strict=True)
             if not any(len(q) > len(p) and q[: len(p)] == p for q in paths)]
 
 
@@ -58,10 +58,8 @@ def _data_path(located: Located, loc: tuple[Any, ...], kind: str) -> FieldPath:
     path: list[str | int] = []
     node: Any = located.data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (isinstance(node, dict) and part in node) or (
+                isinstance(node, list) and isinstance(part, int) and part < len(node)):
             path.append(part)
             node = node[part]
         elif (kind in ("missing", "extra_forbidden") and isinstance(node, dict)
@@ -113,6 +111,8 @@ def _problem(located: Located, cls: type[BaseModel], err: Any) -> Problem:
                        hint=f"add `{path[-1]}:` (see `tunegit schema`)")
     line, col = located.where(path)
     message = str(err["msg"]).removeprefix("Value error, ")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        message = "Input should be a mapping of keys"  # not pydantic's "instance of Training"
     if kind == "string_pattern_mismatch":
         message = "may only contain letters, digits, '.', '_' and '-'"
         return Problem(located.file, message, line, col, format_path(path),

@@ -13,9 +13,10 @@ PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class Gpu(Strict):
-    type: str = Field("cpu", description="e.g. A100-80GB, H100; `cpu` when none.")
-    memory_gib: Annotated[float, Field(ge=0)] = Field(0, description="Memory of one GPU.")
-    count: PositiveInt = Field(1, description="GPUs available to this site at once.")
+    type: str = Field(default="cpu", description="e.g. A100-80GB, H100; `cpu` when none.")
+    memory_gib: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        default=0, description="Memory of one GPU.")
+    count: PositiveInt = Field(default=1, description="GPUs available to this site at once.")
 
 
 class Slurm(Strict):
@@ -27,16 +28,17 @@ class Slurm(Strict):
     mem_gb: PositiveInt = 32
     eval_time_minutes: PositiveInt = 30
     time_limit_max_minutes: PositiveInt = 24 * 60
-    time_safety_factor: Annotated[float, Field(ge=1)] = 1.5
+    time_safety_factor: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 1.5
     min_time_minutes: PositiveInt = 10
     extra_sbatch: list[str] = Field(default_factory=list,
                                     description="More `#SBATCH` options, e.g. `--mail-type=END`.")
-    poll_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    poll_interval_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
 
 
 class Environment(Strict):
     modules: list[str] = Field(default_factory=list, description="`module load` these first.")
-    activate: str = Field("", description="Shell line that activates the Python environment, "
+    activate: str = Field(default="", description="Shell line that activates the Python "
+                          "environment, "
                           "e.g. `conda activate ttenv`.")
     variables: dict[str, str] = Field(default_factory=dict)
 
@@ -45,7 +47,7 @@ class Site(Strict):
     name: str = ""
     executor: Literal["local", "slurm"] = "local"
     models_dir: str = Field(description="Base models live in <models_dir>/<model short name>.")
-    data_dir: str = Field("", description="Relative dataset paths are looked up here "
+    data_dir: str = Field(default="", description="Relative dataset paths are looked up here "
                           "(after the repository root).")
     output_dir: str = Field(description="Checkpoints go to <output_dir>/<experiment>/<run>.")
     prior_runs: list[str] = Field(default_factory=list,
@@ -54,7 +56,7 @@ class Site(Strict):
     gpu: Gpu = Gpu()
     device: Literal["cuda", "cpu"] = "cuda"
     dtype: Literal["bf16", "fp32"] = "bf16"
-    max_parallel: PositiveInt = Field(1, description="Jobs run at once (local executor).")
+    max_parallel: PositiveInt = Field(default=1, description="Jobs run at once (local executor).")
     slurm: Slurm = Slurm()
     environment: Environment = Environment()
     require_signed_commits: bool = False

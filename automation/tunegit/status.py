@@ -20,6 +20,9 @@ import yaml
 from tunegit.expand import Expansion
 from tunegit.states import PENDING, REASON_BASE_MODEL, SKIPPED, STATUS_STATES
 
+# libyaml's safe loader when present: a 1,000-run status file reads in ~0.1 s instead of ~2 s.
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 HEADER = (
     "# Run Status Tracker\n"
     "# Written by tunegit only, one commit per change: `git log -p` of this file is the audit\n"
@@ -170,15 +173,28 @@ class StatusFormatError(ValueError):
 
 
 def parse(text: str) -> StatusFile:
-    data = yaml.safe_load(text) or {}
-    if not isinstance(data, dict) or not isinstance(data.get("runs", {}), dict):
+    """Read runs_status.yaml; StatusFormatError (a ValueError) for anything malformed."""
+    try:
+        data = yaml.load(text, Loader=SAFE_LOADER) or {}
+    except yaml.MarkedYAMLError as exc:
+        where = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
+        raise StatusFormatError(f"not valid YAML{where}: {exc.problem or exc.context}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise StatusFormatError(f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs") or {}, dict):
         raise StatusFormatError("runs_status.yaml: expected `run_group:` and `runs:`")
     runs = {}
     for run, record in (data.get("runs") or {}).items():
         record = record or {}
-        evals = {k: _step(v) for k, v in (record.get("evaluations") or {}).items()}
+        evaluations = record.get("evaluations") if isinstance(record, dict) else None
+        if not isinstance(record, dict) or not isinstance(evaluations or {}, dict):
+            raise StatusFormatError(f"runs_status.yaml: run {run!r} is not a mapping of "
+                                    "`finetune:` and `evaluations:`")
+        evals = {str(k): _step(v) for k, v in (evaluations or {}).items()}
         runs[str(run)] = RunStatus(_step(record.get("finetune")), evals)
-    return StatusFile(str(data.get("run_group", "")), runs, data.get("plan_commit"))
+    commit = data.get("plan_commit")
+    return StatusFile(str(data.get("run_group", "")), runs,
+                      None if commit is None else str(commit))
 
 
 def _step(data: Any) -> Step:
@@ -187,7 +203,12 @@ def _step(data: Any) -> Step:
     if known.get("status") not in STATUS_STATES:
         known["status"] = PENDING
     if "attempts" in known:
-        known["attempts"] = tuple(known["attempts"] or ())
+        attempts = known["attempts"]
+        known["attempts"] = tuple(a for a in attempts if isinstance(a, Mapping)) \
+            if isinstance(attempts, list) else ()
+    for key in ("config", "estimate", "metrics"):
+        if key in known and not isinstance(known[key], Mapping):
+            known[key] = None
     if known.get("job_id") is not None:
         known["job_id"] = str(known["job_id"])
     return Step(**known)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import Counter
+from typing import Any
+
+from pydantic import ValidationError
 
 from tunegit import models
 from tunegit.errors import Problem
-from tunegit.expand import VALID_NAME, Expansion, factor_levels, pattern_fields
+from tunegit.expand import VALID_NAME, Expansion, coerce_level, factor_levels, pattern_fields
 from tunegit.loader import Located
-from tunegit.plan import TRAINING_FACTOR_KEYS, Plan
+from tunegit.plan import MAX_RUNS, TRAINING_FACTOR_KEYS, Plan
 
 FACTOR_KEYS = ("model", "dataset", *TRAINING_FACTOR_KEYS)
 
@@ -32,6 +36,13 @@ def check_structure(plan: Plan, doc: Located) -> list[Problem]:
                                         hint=f"factors may be: {', '.join(FACTOR_KEYS)}"))
         elif not plan.factors[key]:
             problems.append(doc.problem(("factors", key), "needs at least one level"))
+        else:
+            problems += _levels(doc, key, plan.factors[key])
+    runs = math.prod(len(v) or 1 for k, v in factor_levels(plan))
+    if runs > MAX_RUNS:
+        problems.append(doc.problem(("factors",), f"the factors make {runs} runs; the limit is "
+                                    f"{MAX_RUNS}",
+                                    hint="split the experiment, or use fewer levels"))
     short = {models.short_name(m) for m in plan.models} | set(plan.models)
     for i, level in enumerate(plan.factors.get("model", [])):
         if str(level) not in short:
@@ -39,11 +50,31 @@ def check_structure(plan: Plan, doc: Located) -> list[Problem]:
                                         hint=f"use one of: {', '.join(sorted(short))}"))
     known = {k for k, _ in factor_levels(plan)} if not problems else set(FACTOR_KEYS)
     if plan.run_name is not None:
-        for field in pattern_fields(plan.run_name):
+        try:
+            fields = pattern_fields(plan.run_name)
+        except ValueError as exc:
+            return [*problems, doc.problem(("run_name",), f"not a valid pattern: {exc}",
+                                           hint="write factors as {name}, e.g. "
+                                           "{model}_rank{lora_rank}; double braces for a literal")]
+        for field in fields:
             if field not in known:
                 problems.append(doc.problem(
                     ("run_name",), f"{{{field}}} is not a factor of this plan",
                     hint=f"use the factors: {', '.join('{' + k + '}' for k in sorted(known))}"))
+    return problems
+
+
+def _levels(doc: Located, key: str, levels: list[Any]) -> list[Problem]:
+    """Each level must be a value the factor's training key accepts."""
+    problems = []
+    for i, level in enumerate(levels):
+        try:
+            coerce_level(key, level)
+        except ValidationError as exc:
+            message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            problems.append(doc.problem(("factors", key, i), f"level {level!r}: {message}",
+                                        hint=f"each level must be a valid `training.{key}`"
+                                        if key in TRAINING_FACTOR_KEYS else "write a string"))
     return problems
 
 
@@ -57,7 +88,8 @@ def check_plan(plan: Plan, doc: Located, exp: Expansion) -> Findings:
     errors += _models(plan, doc)
     if plan.type == "experiment" and not plan.controls:
         warnings.append(doc.problem(("controls",), "no base-model controls",
-                                    hint="set `controls: true` to measure the effect of fine-tuning"))
+                                    hint="set `controls: true` to measure the effect of "
+                                    "fine-tuning"))
     return Findings(tuple(errors), tuple(warnings))
 
 
@@ -91,7 +123,8 @@ def _matrix(plan: Plan, doc: Located, exp: Expansion) -> list[Problem]:
                                             hint=f"tasks are: {', '.join(sorted(tasks))}"))
     evaluated = {e.run for e in exp.evaluations}
     for run in sorted(runs - evaluated):
-        problems.append(doc.problem(("evaluation", "matrix", run), f"run {run!r} is never evaluated",
+        problems.append(doc.problem(("evaluation", "matrix", run),
+                                    f"run {run!r} is never evaluated",
                                     hint="give it at least one task in the matrix"))
     return problems
 
@@ -100,7 +133,8 @@ def _epochs(plan: Plan, doc: Located, exp: Expansion) -> list[Problem]:
     choice = plan.evaluation.epochs
     problems = []
     if choice == "best" and not any(r.validation for r in exp.finetuned):
-        problems.append(doc.problem(("evaluation", "epochs"), "`best` needs validation during training",
+        problems.append(doc.problem(("evaluation", "epochs"),
+                                    "`best` needs validation during training",
                                     hint="set `training.validation: true` or choose last | all"))
     if isinstance(choice, list):
         fewest = min((r.epochs for r in exp.finetuned), default=0)
@@ -108,7 +142,8 @@ def _epochs(plan: Plan, doc: Located, exp: Expansion) -> list[Problem]:
             if epoch >= fewest:
                 problems.append(doc.problem(
                     ("evaluation", "epochs", i),
-                    f"epoch {epoch} does not exist: runs train {fewest} epoch(s), numbered 0..{fewest - 1}",
+                    f"epoch {epoch} does not exist: runs train {fewest} epoch(s), "
+                    f"numbered 0..{fewest - 1}",
                     hint="epochs are 0-based; use `last` for the final one"))
     return problems
 

@@ -154,7 +154,7 @@ def _verify_dataset(ws: Workspace, site: Site, rel: str, needed: set[str], doc: 
                         hint="generate it (tasks/capitalization/generate.py) or fix the path")
     try:
         info = read_dataset(found, rel)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RecursionError) as exc:
         return None, Check("VERIFY_DATASET", rel, command, f"unreadable: {exc}", False, ""), \
             doc.problem(where, f"dataset {rel} is not a tunegit dataset: {exc}")
     splits = ", ".join(f"{k} ({n})" for k, n in info.splits)
@@ -163,5 +163,6 @@ def _verify_dataset(ws: Workspace, site: Site, rel: str, needed: set[str], doc: 
                   "training data with the splits the plan needs")
     missing = sorted(needed - {k for k, n in info.splits if n > 0})
     problem = doc.problem(where, f"dataset {rel} lacks the split(s) {', '.join(missing)}",
-                          hint="regenerate it with train/validation/test splits") if missing else None
+                          hint="regenerate it with train/validation/test splits"
+                          ) if missing else None
     return info, check, problem

@@ -15,19 +15,20 @@ from tunegit.render import strip_timestamps
 from tunegit.workspace import DESIGN_LOG, PLAN_FILE, PLAN_MD, STATUS_FILE, Workspace
 
 
-def plan_files(ws: Workspace, paths: list[str]) -> list[Path]:
+def plan_files(ws: Workspace, paths: list[str], base: Path | None = None) -> list[Path]:
+    """Plan files named by PATHs; relative paths are relative to ``base`` (`-C DIR`, else cwd)."""
     if not paths:
         return [ws.experiment_dir(n) / PLAN_FILE for n in ws.experiments()]
     found: list[Path] = []
     for arg in paths:
-        path = Path(arg).resolve()
+        path = ((base or Path.cwd()) / arg).resolve()
         if path.is_dir() and (path / "experiments").is_dir() and not (path / PLAN_FILE).is_file():
             sub = Workspace(path)
             found += [sub.experiment_dir(n) / PLAN_FILE for n in sub.experiments()]
         elif path.name in (PLAN_MD, STATUS_FILE, DESIGN_LOG):
             found.append(path.parent / PLAN_FILE)
         else:
-            found.append(ws.resolve_experiment(arg))
+            found.append(ws.resolve_experiment(str(path) if path.exists() else arg))
     return list(dict.fromkeys(found))
 
 
@@ -39,24 +40,32 @@ def stale_files(a: Analysis, write: bool) -> list[Problem]:
     fix = f"run `tunegit check --write {rel}` and commit the result"
     md_path = directory / PLAN_MD
     md = a.plan_md()
-    current = md_path.read_text(encoding="utf-8") if md_path.is_file() else None
+    current = _read(md_path)
     if current != md:
         if write:
             status_mod.write_if_changed(md_path, md)
             out(f"wrote {rel}/{PLAN_MD}")
         else:
-            what = "is missing" if current is None else "is stale (the plan changed since it was rendered)"
+            what = ("is missing" if current is None
+                    else "is stale (the plan changed since it was rendered)")
             problems.append(Problem(f"{rel}/{PLAN_MD}", what, hint=fix))
     problems += _status(a, write, fix)
     if write:
         log_path = directory / DESIGN_LOG
         stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         log = a.design_log(stamp)
-        old = log_path.read_text(encoding="utf-8") if log_path.is_file() else ""
+        old = _read(log_path) or ""
         if strip_timestamps(old) != strip_timestamps(log):
             status_mod.write_if_changed(log_path, log)
             out(f"wrote {rel}/{DESIGN_LOG}")
     return problems
+
+
+def _read(path: Path) -> str | None:
+    """A rendered file's text (undecodable bytes replaced: it then differs and is rewritten)."""
+    if not path.is_file():
+        return None
+    return path.read_bytes().decode("utf-8", errors="replace")
 
 
 def _status(a: Analysis, write: bool, fix: str) -> list[Problem]:
@@ -81,7 +90,7 @@ def _status(a: Analysis, write: bool, fix: str) -> list[Problem]:
 
 def main(args: argparse.Namespace) -> int:
     ws = workspace(args)
-    files = plan_files(ws, args.paths)
+    files = plan_files(ws, args.paths, Path(args.root) if args.root else None)
     if not files:
         raise TunegitError("no experiments found", hint="`tunegit new NAME` starts one")
     failed = 0
@@ -102,6 +111,13 @@ def main(args: argparse.Namespace) -> int:
             out(f"{a.plan_rel}: ok: {len(a.expansion.runs)} runs, {len(a.expansion.evaluations)} "
                 f"evaluations, {e.gpu_hours:.2f} GPU-h, {e.disk_gib:.1f} GiB"
                 + (" (preliminary estimates)" if e.preliminary else ""))
+    if args.base:
+        from tunegit.plandiff import immutability_problems
+
+        immutable = immutability_problems(ws, args.base)
+        for p in immutable:
+            print(p.format(), file=sys.stderr)
+        failed += bool(immutable)
     if failed:
         print(f"{failed} of {len(files)} experiment(s) failed the check", file=sys.stderr)
     return 1 if failed else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from tunegit.analysis import analyse
@@ -17,7 +18,7 @@ def _span(s: Span) -> dict[str, float]:
 
 
 def as_json(est: PlanEstimate) -> dict[str, Any]:
-    runs = [{
+    runs: list[dict[str, Any]] = [{
         "name": r.name, "train_minutes": round(r.train_minutes.value, 2),
         "eval_minutes": round(r.eval_minutes.value, 2), "gpu_hours": round(r.gpu_hours, 3),
         "disk_gib": round(r.disk_gib, 3), "batch_size": r.batch_size, "source": r.source,
@@ -26,20 +27,26 @@ def as_json(est: PlanEstimate) -> dict[str, Any]:
         "max_batch_size": None if r.max_batch_size is None else round(r.max_batch_size, 1),
         "it_per_s": r.it_per_s, "steps_per_epoch": r.steps_per_epoch,
     } for r in est.runs]
-    totals = {
-        "train_minutes": round(est.train_minutes.value, 2), "eval_minutes": round(est.eval_minutes.value, 2),
-        "gpu_hours": round(est.gpu_hours, 3), "disk_gib": round(est.disk_gib, 3),
-        "train_minutes_range": _span(est.train_minutes), "eval_minutes_range": _span(est.eval_minutes),
+    # Totals are the sums of the rounded per-run figures, so a reader's own sum agrees exactly.
+    totals: dict[str, Any] = {
+        key: round(sum(r[key] for r in runs), digits)
+        for key, digits in (("train_minutes", 2), ("eval_minutes", 2), ("gpu_hours", 3),
+                            ("disk_gib", 3))
+    }
+    totals.update({
+        "train_minutes_range": _span(est.train_minutes),
+        "eval_minutes_range": _span(est.eval_minutes),
         "scenarios": {s.name: {"gpus": s.gpus, "train_minutes": round(s.train_minutes, 2),
                                "eval_minutes": round(s.eval_minutes, 2)} for s in est.scenarios},
         "preliminary": est.preliminary,
-    }
+    })
     return {"runs": runs, "totals": totals}
 
 
 def main(args: argparse.Namespace) -> int:
     ws = workspace(args)
-    analysis = analyse(ws, ws.resolve_experiment(args.experiment))
+    given = (Path(args.root) if args.root else Path.cwd()) / args.experiment
+    analysis = analyse(ws, ws.resolve_experiment(str(given) if given.exists() else args.experiment))
     est = analysis.estimate
     if args.json:
         print(json.dumps(as_json(est), indent=2))

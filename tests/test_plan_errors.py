@@ -1,0 +1,143 @@
+"""Schema errors in plans, sites and priors: compiler-style, all in one pass, with the way out."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from planfixtures import make_repo, minimal_plan, run_cli, write_plan
+
+FILE = "experiments/exp/experiment.yaml"
+FAILED = "1 of 1 experiment(s) failed the check\n"
+P = minimal_plan("exp")
+PLAN_KEYS = ("name, type, question, site, tools, models, dataset, factors, controls, run_name, "
+             "training, evaluation, notes, author")
+LOCATED = re.compile(r"^[^\s:][^:]*(:\d+(:\d+)?)?: ")
+
+
+def check(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> tuple[int, str]:
+    root = tmp_path if (tmp_path / "sites").is_dir() else make_repo(tmp_path)
+    write_plan(root, "exp", text)
+    code, out, err = run_cli(capsys, root, "check", "experiments/exp")
+    assert "Traceback" not in out + err
+    for line in err.splitlines():
+        assert line.startswith("  hint: ") or LOCATED.match(line) or line == FAILED.strip(), line
+    return code, err
+
+
+def test_unknown_keys_list_the_valid_ones_and_all_errors_come_in_one_pass(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = P.replace("controls: true", "controls: true\nfoo: 1").replace(
+        "  epochs: 2", "  epochs: two\n  colour: red")
+    code, err = check(tmp_path, capsys, text)
+    assert code == 1
+    assert err == (
+        f"{FILE}:9:1: foo: unknown key 'foo'\n  hint: valid keys here are: {PLAN_KEYS}\n"
+        f"{FILE}:12:11: training.epochs: Input should be a valid integer, unable to parse "
+        "string as an integer\n  hint: write a number without quotes\n"
+        f"{FILE}:13:3: training.colour: unknown key 'colour'\n  hint: valid keys here are: "
+        "epochs, learning_rate, batch_size, lora_rank, lora_dropout, weight_decay, packed, "
+        "max_seq_len, validation, gpus, gradient_accumulation_steps, system_prompt, seed, "
+        f"max_steps_per_epoch\n{FAILED}")
+
+
+def test_missing_required_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = check(tmp_path, capsys, P.replace("question: Does rank matter?\n", ""))
+    assert code == 1
+    assert err == (f"{FILE}:1:1: question: required key is missing\n"
+                   f"  hint: add `question:` (see `tunegit schema`)\n{FAILED}")
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (("controls: true", "controls: maybe"),
+     f"{FILE}:8:11: controls: Input should be a valid boolean, unable to interpret input\n"
+     "  hint: write true or false\n"),
+    (("training:\n  epochs: 2\n  batch_size: 4\n  packed: false\n", "training: 5\n"),
+     f"{FILE}:10:11: training: Input should be a mapping of keys\n"
+     "  hint: write a mapping of keys\n"),
+    (("models: [meta-llama/Llama-3.2-1B-Instruct]", "models: meta-llama/Llama-3.2-1B-Instruct"),
+     f"{FILE}:4:9: models: Input should be a valid list\n  hint: write a list, e.g. [a, b]\n"),
+    (("question: Does rank matter?", "question: 2024-01-01"),
+     f"{FILE}:2:11: question: Input should be a valid string\n  hint: quote the value\n"),
+    (("  epochs: last", "  epochs: sometimes"),
+     f"{FILE}:15:11: evaluation.epochs: Input should be 'last', 'first', 'all' or 'best', or "
+     "input should be a valid list\n  hint: use one of: 'last', 'first', 'all' or 'best'\n"),
+    (("name: exp", "name: exp/../x"),
+     f"{FILE}:1:7: name: may only contain letters, digits, '.', '_' and '-'\n"
+     "  hint: e.g. cap_8L_lora_comparison_2025-10-22\n"),
+    (("controls: true", "controls: true\n1: x"),
+     f"{FILE}:9:1: 1: unknown key '1'\n  hint: valid keys here are: {PLAN_KEYS}\n"),
+    (("tasks/capitalization/input/words_4L_80P_1000.json", '""'),
+     f"{FILE}:5:17: dataset.path: String should have at least 1 character\n"
+     "  hint: see `tunegit schema` for the expected form\n"),
+])
+def test_wrong_types(tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str],
+                     expected: str) -> None:
+    code, err = check(tmp_path, capsys, minimal_plan("exp", edit))
+    assert code == 1
+    assert err == expected + FAILED
+
+
+def test_name_must_match_the_directory(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = check(tmp_path, capsys, minimal_plan("other"))
+    assert code == 1
+    assert err == (f"{FILE}:1:7: name: does not match the directory name 'exp'\n"
+                   f"  hint: rename the directory or set `name: exp`\n{FAILED}")
+
+
+@pytest.mark.parametrize(("site", "expected"), [
+    ("executor: [\n", "sites/della.yaml:2:1: YAML syntax error: expected the node content, but "
+     "found '<stream end>'\n  hint: check indentation and quoting near this line; quote values "
+     "containing ': ' or '#'\n"),
+    ("models_dir: m\noutput_dir: o\ngpu: {type: A100, memory: 80}\n",
+     "sites/della.yaml:3:19: gpu.memory: unknown key 'memory'\n"
+     "  hint: valid keys here are: type, memory_gib, count\n"),
+    ("output_dir: o\n", "sites/della.yaml:1:1: models_dir: required key is missing\n"
+     "  hint: add `models_dir:` (see `tunegit schema`)\n"),
+])
+def test_site_file_errors_are_located_in_the_site_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], site: str, expected: str) -> None:
+    root = make_repo(tmp_path)
+    (root / "sites" / "della.yaml").write_text(site)
+    code, err = check(root, capsys, P)
+    assert code == 1
+    assert err == expected + FAILED
+
+
+def test_priors_file_errors_are_located(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_repo(tmp_path)
+    (root / "sites" / "della.priors.yaml").write_text(
+        "runs:\n  - model: Llama-3.2-1B-Instruct\n    it_per_s: fast\n    batch_size: 0\n")
+    code, err = check(root, capsys, P)
+    assert code == 1
+    assert err == (
+        "sites/della.priors.yaml:3:15: runs[0].it_per_s: Input should be a valid number, unable "
+        "to parse string as a number\n  hint: write a number without quotes\n"
+        "sites/della.priors.yaml:4:17: runs[0].batch_size: Input should be greater than 0\n"
+        f"  hint: see `tunegit schema` for the expected form\n{FAILED}")
+
+
+def test_empty_priors_file_means_no_priors(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_repo(tmp_path)
+    (root / "sites" / "della.priors.yaml").write_text("# nothing measured yet\n")
+    write_plan(root, "exp", P)
+    code, _, err = run_cli(capsys, root, "check", "--write", "experiments/exp")
+    assert code == 0, err
+
+
+def test_malformed_status_of_another_experiment_is_ignored_for_priors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_repo(tmp_path)
+    other = root / "experiments" / "other"
+    other.mkdir(parents=True)
+    (other / "runs_status.yaml").write_text(
+        "runs:\n  r:\n    finetune: {status: completed, metrics: {it_per_s: x}, "
+        "config: {model: m}}\n  s: [1]\n")
+    write_plan(root, "exp", P)
+    code, _, err = run_cli(capsys, root, "check", "--write", "experiments/exp")
+    assert code == 0, err

@@ -1,0 +1,112 @@
+"""runs_status.yaml: the initial content of seed 001's template, one deterministic serializer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planfixtures import EXAMPLE_8L, REPO
+from tunegit import status
+from tunegit.expand import expand
+from tunegit.plan import Plan
+
+
+def exp_8l() -> tuple[Plan, status.StatusFile]:
+    text = (REPO / "experiments" / EXAMPLE_8L / "experiment.yaml").read_text()
+    plan = Plan.model_validate(yaml.safe_load(text))
+    return plan, status.initial(expand(plan), plan.name)
+
+
+def test_initial_status_all_pending_base_finetune_skipped_with_the_seed_note() -> None:
+    _, st = exp_8l()
+    data = yaml.safe_load(status.dump(st))
+    assert data["run_group"] == EXAMPLE_8L
+    assert list(data["runs"]) == [
+        "Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64",
+        "Llama-3.2-3B-Instruct_rank4", "Llama-3.2-3B-Instruct_rank64",
+        "Llama-3.2-1B-Instruct_base", "Llama-3.2-3B-Instruct_base"]
+    pending = {"status": "pending", "job_id": None, "output": None, "last_updated": None}
+    ft = data["runs"]["Llama-3.2-1B-Instruct_rank4"]
+    assert ft == {"finetune": pending, "evaluations": {"capitalization_8L_epoch_1": pending,
+                                                      "reasoning_epoch_1": pending}}
+    base = data["runs"]["Llama-3.2-1B-Instruct_base"]
+    assert base["finetune"] == {"status": "skipped", "job_id": None, "output": None,
+                                "last_updated": None, "reason": "BaseModel",
+                                "note": "Base model - no fine-tuning required"}
+    assert base["evaluations"] == {"capitalization_8L": pending}
+    assert data["runs"]["Llama-3.2-3B-Instruct_base"]["evaluations"] == {
+        "capitalization_8L": pending, "reasoning": pending}
+
+
+def test_dump_starts_with_the_header_and_keeps_the_seed_key_order() -> None:
+    _, st = exp_8l()
+    text = status.dump(st)
+    assert text.startswith("# Run Status Tracker\n")
+    assert ("  Llama-3.2-1B-Instruct_rank4:\n    finetune:\n      status: pending\n"
+            "      job_id: null\n      output: null\n      last_updated: null\n") in text
+
+
+def test_dump_parse_round_trip_is_byte_stable() -> None:
+    _, st = exp_8l()
+    text = status.dump(st)
+    assert status.parse(text) == st
+    assert status.dump(status.parse(text)) == text
+
+
+def test_committed_example_status_is_the_rendered_initial_status() -> None:
+    _, st = exp_8l()
+    committed = (REPO / "experiments" / EXAMPLE_8L / "runs_status.yaml").read_text()
+    assert status.dump(st) == committed
+
+
+def test_sync_adds_new_runs_and_keeps_existing_records() -> None:
+    plan, st = exp_8l()
+    done = st.with_step("Llama-3.2-1B-Instruct_rank4", None,
+                        status.Step("completed", job_id="42", last_updated="t"))
+    bigger = plan.model_copy(update={"factors": {**plan.factors, "lora_rank": [4, 64, 128]}})
+    synced = status.sync(done, expand(bigger), plan.name)
+    assert synced.step("Llama-3.2-1B-Instruct_rank4", None).job_id == "42"
+    assert synced.step("Llama-3.2-1B-Instruct_rank128", None).status == "pending"
+    assert status.sync(synced, expand(bigger), plan.name) == synced
+
+
+def test_moved_changes_last_updated_only_when_the_state_moves() -> None:
+    step = status.Step("running", last_updated="t1")
+    assert step.moved("running", "t2").last_updated == "t1"
+    assert step.moved("completed", "t2").last_updated == "t2"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("runs: [\n", "not valid YAML at line 2: "),  # then libyaml's or PyYAML's wording
+    ("- a\n", "runs_status.yaml: expected `run_group:` and `runs:`"),
+    ("runs: {a: [1]}\n", "runs_status.yaml: run 'a' is not a mapping of `finetune:` and "
+     "`evaluations:`"),
+    ("runs: {a: {evaluations: [1]}}\n", "runs_status.yaml: run 'a' is not a mapping of "
+     "`finetune:` and `evaluations:`"),
+])
+def test_parse_errors_are_status_format_errors(text: str, message: str) -> None:
+    with pytest.raises(status.StatusFormatError) as info:
+        status.parse(text)
+    assert str(info.value) == message or (message.endswith(": ")
+                                          and str(info.value).startswith(message))
+
+
+def test_parse_tolerates_odd_step_values() -> None:
+    st = status.parse("runs:\n  a:\n    finetune: {status: bogus, job_id: 7, attempts: 5, "
+                      "metrics: [1]}\n    evaluations: {t: null}\n")
+    step = st.step("a", None)
+    assert (step.status, step.job_id, step.attempts, step.metrics) == ("pending", "7", (), None)
+    assert st.step("a", "t") == status.Step()
+
+
+def test_write_if_changed_is_atomic_and_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "f.yaml"
+    assert status.write_if_changed(path, "a\n") is True
+    mtime = path.stat().st_mtime_ns
+    assert status.write_if_changed(path, "a\n") is False
+    assert path.stat().st_mtime_ns == mtime
+    assert status.write_if_changed(path, "b\n") is True
+    assert path.read_text() == "b\n"
+    assert [p.name for p in path.parent.iterdir()] == ["f.yaml"]  # no temp files left
