@@ -21,15 +21,21 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.train,
-    pytest.mark.skipif(importlib.util.find_spec("torchtune") is None
-                       or importlib.util.find_spec("inspect_ai") is None,
-                       reason="needs the train extra (pip install -e '.[train]')"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("torchtune") is None
+        or importlib.util.find_spec("inspect_ai") is None,
+        reason="needs the train extra (pip install -e '.[train]')",
+    ),
 ]
 
 
 def make_repo(dest: Path) -> Path:
-    for rel in ("experiments/demo_capitalization/experiment.yaml", "sites/local.yaml",
-                "tasks/capitalization/eval.py", "tasks/capitalization/input/words_5L_80P_200.json"):
+    for rel in (
+        "experiments/demo_capitalization/experiment.yaml",
+        "sites/local.yaml",
+        "tasks/capitalization/eval.py",
+        "tasks/capitalization/input/words_5L_80P_200.json",
+    ):
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / rel, dest / rel)
     (dest / ".gitignore").write_text(".tunegit/\n")

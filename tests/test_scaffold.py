@@ -1,4 +1,4 @@
-"""`tunegit scaffold`: seed 002's per-run tree, idempotent, hand edits never overwritten silently."""
+"""`tunegit scaffold`: seed 002's per-run tree, idempotent, hand edits kept."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ from planfixtures import EXAMPLE_8L, make_repo
 from tunegit.cli import main
 from tunegit.scaffold import body, digest, with_header
 
-RUNS = ("Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64",
-        "Llama-3.2-3B-Instruct_rank4", "Llama-3.2-3B-Instruct_rank64")
+RUNS = (
+    "Llama-3.2-1B-Instruct_rank4",
+    "Llama-3.2-1B-Instruct_rank64",
+    "Llama-3.2-3B-Instruct_rank4",
+    "Llama-3.2-3B-Instruct_rank64",
+)
 
 
 @pytest.fixture
@@ -28,7 +32,9 @@ def scaffold(repo: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tupl
     return code, capsys.readouterr().out
 
 
-def test_writes_the_seed_002_tree(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_writes_the_seed_002_tree(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out = scaffold(repo, capsys)
     assert code == 0, out
     work = tmp_path / "out" / EXAMPLE_8L
@@ -46,8 +52,9 @@ def test_writes_the_seed_002_tree(repo: Path, tmp_path: Path, capsys: pytest.Cap
     assert "create" in out and "conflict" not in out
 
 
-def test_second_run_changes_nothing(repo: Path, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_second_run_changes_nothing(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     scaffold(repo, capsys)
     work = tmp_path / "out" / EXAMPLE_8L
     before = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
@@ -58,8 +65,9 @@ def test_second_run_changes_nothing(repo: Path, tmp_path: Path,
     assert {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} == before
 
 
-def test_hand_edit_is_a_conflict_not_overwritten(repo: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_hand_edit_is_a_conflict_not_overwritten(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     scaffold(repo, capsys)
     target = tmp_path / "out" / EXAMPLE_8L / RUNS[0] / "finetune.yaml"
     target.write_text(target.read_text() + "# tuned by hand\n")
@@ -74,7 +82,9 @@ def test_hand_edit_is_a_conflict_not_overwritten(repo: Path, tmp_path: Path,
     assert code == 0 and "# tuned by hand" not in target.read_text()
 
 
-def test_dry_run_writes_nothing(repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_writes_nothing(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out = scaffold(repo, capsys, "--dry-run")
     assert code == 0
     assert "dry run:" in out and f"create  {RUNS[0]}/finetune.yaml" in out

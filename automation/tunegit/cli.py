@@ -26,22 +26,29 @@ def _add_common_plan_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_watch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--branch", default="main",
-                   help="the protected branch to follow (default: main)")
-    p.add_argument("--remote", default="origin",
-                   help="the remote to fetch and push (default: origin)")
-    p.add_argument("--push-attempts", type=int, default=5, metavar="N",
-                   help="push tries per cycle, with back-off, before keeping the commit local")
-
-
+    p.add_argument(
+        "--branch", default="main", help="the protected branch to follow (default: main)"
+    )
+    p.add_argument(
+        "--remote", default="origin", help="the remote to fetch and push (default: origin)"
+    )
+    p.add_argument(
+        "--push-attempts",
+        type=int,
+        default=5,
+        metavar="N",
+        help="push tries per cycle, with back-off, before keeping the commit local",
+    )
 
 
 def _add_diff(sub: Any) -> None:
     p = sub.add_parser(
-        "diff", help="plan diff between two revisions: runs, evaluations, GPU-hours (PR comment)",
+        "diff",
+        help="plan diff between two revisions: runs, evaluations, GPU-hours (PR comment)",
         description="Compare the plans of two git revisions: experiments and runs added, removed "
         "or changed, evaluations, and the GPU-hour, time and disk delta. Prints nothing when no "
-        "plan changed. Fails when a run that was already submitted changed.")
+        "plan changed. Fails when a run that was already submitted changed.",
+    )
     p.add_argument("base", help="base revision, e.g. origin/main or the PR's base sha")
     p.add_argument("head", nargs="?", help="head revision (default: the working tree)")
     p.add_argument("--format", choices=("markdown", "json"), default="markdown")
@@ -49,68 +56,107 @@ def _add_diff(sub: Any) -> None:
 
 def _add_reconcile(sub: Any) -> None:
     p = sub.add_parser(
-        "reconcile", help="one watcher cycle: pull the protected branch, run, commit status, push",
+        "reconcile",
+        help="one watcher cycle: pull the protected branch, run, commit status, push",
         description="Fetch and fast-forward the protected branch, reconcile experiments that "
         "changed or have live jobs, commit runs_status.yaml changes in one commit and push. "
-        "Meant for cron or scrontab: a second copy running on the same checkout exits at once.")
+        "Meant for cron or scrontab: a second copy running on the same checkout exits at once.",
+    )
     p.add_argument("--once", action="store_true", help="one cycle, then exit (the only mode)")
     _add_watch_args(p)
 
 
 def _add_watch(sub: Any) -> None:
     p = sub.add_parser(
-        "watch", help="the watcher daemon: reconcile on a timer and when files change",
+        "watch",
+        help="the watcher daemon: reconcile on a timer and when files change",
         description="Run `tunegit reconcile --once` every --interval seconds, and at once when "
         "the checkout or a site's output directory changes. SIGTERM or Ctrl-C finish the "
-        "current cycle and exit 0.")
+        "current cycle and exit 0.",
+    )
     _add_watch_args(p)
-    p.add_argument("--interval", type=float, default=60.0, metavar="SECONDS",
-                   help="seconds between cycles when nothing changes (default: 60)")
-    p.add_argument("--min-gap", type=float, default=5.0, metavar="SECONDS",
-                   help="at least this long between two cycles (default: 5)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between cycles when nothing changes (default: 60)",
+    )
+    p.add_argument(
+        "--min-gap",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="at least this long between two cycles (default: 5)",
+    )
 
 
 def _add_history(sub: Any) -> None:
     p = sub.add_parser(
-        "history", help="timeline of an experiment or run from git log (the audit trail)",
+        "history",
+        help="timeline of an experiment or run from git log (the audit trail)",
         description="Read git log of experiments/EXP/runs_status.yaml and experiment.yaml: who "
-        "planned each run in which commit, and every state the watcher recorded, with job ids.")
+        "planned each run in which commit, and every state the watcher recorded, with job ids.",
+    )
     p.add_argument("target", metavar="EXP[/RUN]", help="an experiment, or one of its runs")
 
 
 def _add_guard_status(sub: Any) -> None:
     p = sub.add_parser(
-        "guard-status", help="refuse hand edits to runs_status.yaml (pre-commit hook, CI)",
+        "guard-status",
+        help="refuse hand edits to runs_status.yaml (pre-commit hook, CI)",
         description="Fail when a runs_status.yaml changes in a way only tunegit may change it. "
         "With FILES (pre-commit) the staged content is checked unless TUNEGIT_COMMITTER=1; "
-        "with --base REV every human commit in REV..HEAD is checked.")
+        "with --base REV every human commit in REV..HEAD is checked.",
+    )
     p.add_argument("files", nargs="*", help="staged files (pre-commit passes them)")
     p.add_argument("--base", metavar="REV", help="check the commits REV..HEAD instead (CI)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tunegit", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="tunegit",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"tunegit {__version__}")
-    parser.add_argument("-C", dest="root", metavar="DIR",
-                        help="run as if started in DIR (the experiments repository)")
+    parser.add_argument(
+        "-C",
+        dest="root",
+        metavar="DIR",
+        help="run as if started in DIR (the experiments repository)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("new", help="write a commented skeleton plan experiments/NAME/experiment.yaml")
+    p = sub.add_parser(
+        "new", help="write a commented skeleton plan experiments/NAME/experiment.yaml"
+    )
     p.add_argument("name", help="experiment name, e.g. cap_8L_lora_comparison_2025-10-22")
     p.add_argument("--site", default="local", help="site the plan runs on (default: local)")
 
-    p = sub.add_parser("check", help="validate, estimate and render runs_plan.md (pre-commit, CI)",
-                       description="Validate plans, estimate their cost and check that the "
-                       "committed runs_plan.md and runs_status.yaml are up to date. Without "
-                       "--write a stale or missing rendering fails with the command that fixes it.")
-    p.add_argument("paths", nargs="*", help="experiment dirs, plan files, or the repository "
-                   "(default: every experiment)")
-    p.add_argument("--write", action="store_true",
-                   help="update runs_plan.md, runs_status.yaml and design-experiment.log")
+    p = sub.add_parser(
+        "check",
+        help="validate, estimate and render runs_plan.md (pre-commit, CI)",
+        description="Validate plans, estimate their cost and check that the "
+        "committed runs_plan.md and runs_status.yaml are up to date. Without "
+        "--write a stale or missing rendering fails with the command that fixes it.",
+    )
+    p.add_argument(
+        "paths",
+        nargs="*",
+        help="experiment dirs, plan files, or the repository (default: every experiment)",
+    )
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="update runs_plan.md, runs_status.yaml and design-experiment.log",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
-    p.add_argument("--base", metavar="REV",
-                   help="also refuse changes to runs already submitted at REV (CI: the PR's base)")
+    p.add_argument(
+        "--base",
+        metavar="REV",
+        help="also refuse changes to runs already submitted at REV (CI: the PR's base)",
+    )
 
     p = sub.add_parser("estimate", help="time, GPU-hours, batch size and disk per run and in total")
     _add_common_plan_args(p)
@@ -119,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of experiment.yaml or of a site file")
     p.add_argument("which", nargs="?", choices=("plan", "site"), default="plan")
 
-    p = sub.add_parser("scaffold", help="render torchtune, inspect-ai and SLURM files for every run")
+    p = sub.add_parser(
+        "scaffold", help="render torchtune, inspect-ai and SLURM files for every run"
+    )
     _add_common_plan_args(p)
     p.add_argument("--site", help="override the plan's site")
     p.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
@@ -128,8 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="scaffold, submit and wait: the whole experiment on its site")
     _add_common_plan_args(p)
     p.add_argument("--site", help="override the plan's site")
-    p.add_argument("--poll", type=float, default=None, metavar="SECONDS",
-                   help="seconds between status checks (default: site's, 2 s locally)")
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between status checks (default: site's, 2 s locally)",
+    )
     p.add_argument("--no-wait", action="store_true", help="submit what is ready and return")
 
     p = sub.add_parser("tiny-model", help="create the tiny Llama used by the demo (no model hub)")
@@ -140,10 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_plan_args(p)
     p.add_argument("--format", choices=("markdown", "csv"), default="markdown")
 
-    p = sub.add_parser("calibrate", help="how far past estimates were from what runs measured",
-                       description="For every completed run recorded in experiments/*/"
-                       "runs_status.yaml, compare the planned training time with the measured "
-                       "one: median and worst absolute percentage error per model and GPU type.")
+    p = sub.add_parser(
+        "calibrate",
+        help="how far past estimates were from what runs measured",
+        description="For every completed run recorded in experiments/*/"
+        "runs_status.yaml, compare the planned training time with the measured "
+        "one: median and worst absolute percentage error per model and GPU type.",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     for add in (_add_diff, _add_reconcile, _add_watch, _add_history, _add_guard_status):

@@ -32,7 +32,9 @@ class Problem:
             where += f":{self.line}"
             if self.col is not None:
                 where += f":{self.col}"
-        head = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        head = (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
         return f"{head}\n  hint: {self.hint}" if self.hint else head
 
 
@@ -71,7 +73,7 @@ def run_guarded(func: Callable[[], int]) -> int:
         return 130
     except BrokenPipeError:
         return 1
-    except Exception:  # noqa: BLE001 - the last line of defence: no traceback reaches a user
+    except Exception:  # the last line of defence: no traceback reaches a user
         fd, path = tempfile.mkstemp(prefix="tunegit-crash-", suffix=".log")
         with os.fdopen(fd, "w") as f:
             traceback.print_exc(file=f)

@@ -27,9 +27,16 @@ def collect(exp: Expansion, status: StatusFile) -> list[Score]:
     for ev in exp.evaluations:
         record = status.runs.get(ev.run)
         step = record.evaluations.get(ev.key) if record else None
-        out.append(Score(ev.run, ev.task, "" if ev.epoch is None else str(ev.epoch),
-                         step.status if step else "unknown",
-                         step.score if step else None, (step.metric or "") if step else ""))
+        out.append(
+            Score(
+                ev.run,
+                ev.task,
+                "" if ev.epoch is None else str(ev.epoch),
+                step.status if step else "unknown",
+                step.score if step else None,
+                (step.metric or "") if step else "",
+            )
+        )
     return out
 
 
@@ -38,11 +45,17 @@ def _cell(s: Score) -> str:
 
 
 def markdown(scores: Sequence[Score], title: str) -> str:
-    lines = [f"# Results: {title}", "", "| Run | Task | Epoch | Score | Metric | Status |",
-             "|-----|------|-------|-------|--------|--------|"]
+    lines = [
+        f"# Results: {title}",
+        "",
+        "| Run | Task | Epoch | Score | Metric | Status |",
+        "|-----|------|-------|-------|--------|--------|",
+    ]
     for s in scores:
-        lines.append(f"| {s.run} | {s.task} | {s.epoch or 'base'} | {_cell(s)} | {s.metric or '-'} "
-                     f"| {s.status} |")
+        lines.append(
+            f"| {s.run} | {s.task} | {s.epoch or 'base'} | {_cell(s)} | {s.metric or '-'} "
+            f"| {s.status} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -51,8 +64,9 @@ def to_csv(scores: Sequence[Score]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["run", "task", "epoch", "score", "metric", "status"])
     for s in scores:
-        writer.writerow([s.run, s.task, s.epoch, "" if s.score is None else s.score, s.metric,
-                         s.status])
+        writer.writerow(
+            [s.run, s.task, s.epoch, "" if s.score is None else s.score, s.metric, s.status]
+        )
     return buf.getvalue()
 
 
@@ -91,7 +105,7 @@ def plot_png(path: str, exp: Expansion, scores: Sequence[Score], title: str) -> 
     tables = by_factor(exp, scores)
     n = max(1, len(tables))
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.6), squeeze=False)
-    for ax, (factor, table) in zip(axes[0], tables.items()):
+    for ax, (factor, table) in zip(axes[0], tables.items(), strict=False):
         levels = list(table)
         means = [sum(v) / len(v) for v in table.values()]
         ax.bar(levels, means, color=["#999999" if lv == "base" else "#3b6ea5" for lv in levels])

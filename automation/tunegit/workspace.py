@@ -6,7 +6,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from tunegit.errors import PlanError, Problem, TunegitError
+from tunegit.errors import PlanError, TunegitError
 from tunegit.loader import Located, load_file
 from tunegit.plan import Plan
 from tunegit.schema_errors import parse_model
@@ -39,8 +39,10 @@ class Workspace:
         for candidate in (here, *here.parents):
             if (candidate / "experiments").is_dir() or (candidate / ".git").exists():
                 return cls(candidate)
-        raise TunegitError(f"no experiments repository found at or above {here}",
-                           hint="run tunegit inside a repository with an experiments/ directory")
+        raise TunegitError(
+            f"no experiments repository found at or above {here}",
+            hint="run tunegit inside a repository with an experiments/ directory",
+        )
 
     def rel(self, path: Path) -> str:
         try:
@@ -58,8 +60,9 @@ class Workspace:
         return sorted(p.parent.name for p in base.glob(f"*/{PLAN_FILE}"))
 
     def sites(self) -> list[str]:
-        return sorted(p.stem for p in (self.root / "sites").glob("*.yaml")
-                      if not p.stem.endswith(".priors"))
+        return sorted(
+            p.stem for p in (self.root / "sites").glob("*.yaml") if not p.stem.endswith(".priors")
+        )
 
     def resolve_experiment(self, arg: str) -> Path:
         """An experiment name, its directory, or its plan file -> the plan file path."""
@@ -70,16 +73,24 @@ class Workspace:
             if (candidate / PLAN_FILE).is_file():
                 return (candidate / PLAN_FILE).resolve()
         known = ", ".join(self.experiments()) or "none yet"
-        raise TunegitError(f"no experiment {arg!r} (looked for experiments/{arg}/{PLAN_FILE})",
-                           hint=f"known experiments: {known}; `tunegit new NAME` starts one")
+        raise TunegitError(
+            f"no experiment {arg!r} (looked for experiments/{arg}/{PLAN_FILE})",
+            hint=f"known experiments: {known}; `tunegit new NAME` starts one",
+        )
 
     def load_plan(self, plan_path: Path) -> LoadedPlan:
         located = load_file(plan_path, self.rel(plan_path))
         plan = parse_model(located, Plan)
         if plan.name != plan_path.parent.name and plan_path.name == PLAN_FILE:
-            raise PlanError(problems=[located.problem(
-                ("name",), f"does not match the directory name {plan_path.parent.name!r}",
-                hint=f"rename the directory or set `name: {plan_path.parent.name}`")])
+            raise PlanError(
+                problems=[
+                    located.problem(
+                        ("name",),
+                        f"does not match the directory name {plan_path.parent.name!r}",
+                        hint=f"rename the directory or set `name: {plan_path.parent.name}`",
+                    )
+                ]
+            )
         return LoadedPlan(plan, located, plan_path)
 
     def site_path(self, name: str) -> Path:

@@ -52,9 +52,10 @@ evaluation:
 
 def main(args: argparse.Namespace) -> int:
     if not re.match(NAME_PATTERN, args.name):
-        raise TunegitError(f"invalid experiment name {args.name!r}",
-                           hint="use letters, digits, '.', '_' and '-', "
-                           "e.g. cap_8L_lora_2025-10-22")
+        raise TunegitError(
+            f"invalid experiment name {args.name!r}",
+            hint="use letters, digits, '.', '_' and '-', e.g. cap_8L_lora_2025-10-22",
+        )
     ws = workspace(args)
     path = ws.experiment_dir(args.name) / PLAN_FILE
     if path.exists():

@@ -1,4 +1,4 @@
-"""`tunegit results EXP`: scores per run x task x epoch; writes results.md/.csv/.png next to the plan."""
+"""`tunegit results EXP`: scores per run x task x epoch, written next to the plan."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ def main(args: argparse.Namespace) -> int:
     directory = loaded.directory
     status = read(directory / STATUS_FILE)
     if status is None:
-        raise TunegitError(f"no {STATUS_FILE} for {loaded.plan.name}",
-                           hint=f"run `tunegit check --write experiments/{loaded.plan.name}` first")
+        raise TunegitError(
+            f"no {STATUS_FILE} for {loaded.plan.name}",
+            hint=f"run `tunegit check --write experiments/{loaded.plan.name}` first",
+        )
     scores = results.collect(exp, status)
     md = results.markdown(scores, loaded.plan.name)
     write_if_changed(directory / "results.md", md)
@@ -29,6 +31,8 @@ def main(args: argparse.Namespace) -> int:
     plotted = results.plot_png(str(png), exp, scores, loaded.plan.name)
     print(md if args.format == "markdown" else results.to_csv(scores), end="")
     rel = ws.rel(directory)
-    out(f"\nwrote {rel}/results.md, {rel}/results.csv" + (f", {rel}/results.png" if plotted else
-                                                          " (no plot: matplotlib missing)"))
+    out(
+        f"\nwrote {rel}/results.md, {rel}/results.csv"
+        + (f", {rel}/results.png" if plotted else " (no plot: matplotlib missing)")
+    )
     return 0

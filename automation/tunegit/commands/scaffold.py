@@ -44,7 +44,9 @@ def main(args: argparse.Namespace) -> int:
             write_if_changed(log, old + scaffold_log(a, actions, stamp))
         out(f"{summary} under {a.work_dir}")
     if counts.get(CONFLICT):
-        out(f"{counts[CONFLICT]} file(s) changed by hand were left alone: review them, or rerun "
-            "with --force to overwrite")
+        out(
+            f"{counts[CONFLICT]} file(s) changed by hand were left alone: review them, or rerun "
+            "with --force to overwrite"
+        )
         return 1
     return 0

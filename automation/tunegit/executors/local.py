@@ -11,6 +11,7 @@ only once its checkpoint exists.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -40,7 +41,7 @@ WRAPPER = (
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _read(path: Path) -> str | None:
@@ -79,7 +80,9 @@ class LocalExecutor:
         self.state_dir = state_dir
         self.env = dict(env) if env is not None else job_environment()
 
-    def submit(self, jobs: Sequence[JobSpec], known: Mapping[str, str] | None = None) -> dict[str, str]:
+    def submit(
+        self, jobs: Sequence[JobSpec], known: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         return {job.name: self._start(job) for job in jobs}
 
     def _start(self, job: JobSpec) -> str:
@@ -92,8 +95,13 @@ class LocalExecutor:
         with open(job.log, "ab") as log:
             proc = subprocess.Popen(
                 ["bash", "-c", WRAPPER, "tunegit-job", str(state), str(job.script)],
-                cwd=job.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, start_new_session=True)
+                cwd=job.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
+            )
         (state / "pid").write_text(f"{proc.pid}\n", encoding="utf-8")
         self._index(job.name, job_id)
         return job_id
@@ -111,19 +119,38 @@ class LocalExecutor:
         start, end = _read(state / "started"), _read(state / "ended")
         rc_text = _read(state / "rc")
         if (state / "cancelled").exists():
-            return JobObservation(job_id, JOB_CANCELLED, REASON_CANCELLED, None,
-                                  _seconds(start, end), start, end, name)
+            return JobObservation(
+                job_id,
+                JOB_CANCELLED,
+                REASON_CANCELLED,
+                None,
+                _seconds(start, end),
+                start,
+                end,
+                name,
+            )
         if rc_text is not None:
             rc = int(rc_text) if rc_text.lstrip("-").isdigit() else -1
             state_name = JOB_COMPLETED if rc == 0 else JOB_FAILED
-            return JobObservation(job_id, state_name, "" if rc == 0 else REASON_NON_ZERO_EXIT, rc,
-                                  _seconds(start, end), start, end, name)
+            return JobObservation(
+                job_id,
+                state_name,
+                "" if rc == 0 else REASON_NON_ZERO_EXIT,
+                rc,
+                _seconds(start, end),
+                start,
+                end,
+                name,
+            )
         pid_text = _read(state / "pid")
         if pid_text and _alive(int(pid_text)):
-            return JobObservation(job_id, JOB_RUNNING, "", None, _seconds(start, None), start, None, name)
+            return JobObservation(
+                job_id, JOB_RUNNING, "", None, _seconds(start, None), start, None, name
+            )
         # The job's wrapper is gone without an exit code: killed (e.g. kill -9, machine reboot).
-        return JobObservation(job_id, JOB_FAILED, "ProcessLost", None, _seconds(start, end), start,
-                              end, name)
+        return JobObservation(
+            job_id, JOB_FAILED, "ProcessLost", None, _seconds(start, end), start, end, name
+        )
 
     def poll(self, job_ids: Collection[str], names: Collection[str] = ()) -> Poll:
         jobs = {}
@@ -145,10 +172,8 @@ class LocalExecutor:
             if not pid_text or (state / "rc").exists():
                 continue
             (state / "cancelled").write_text(_now() + "\n", encoding="utf-8")
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pid_text), signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 def job_environment() -> dict[str, str]:
