@@ -221,6 +221,8 @@ COMMANDS = {
     "results": "tunegit.commands.results",
     "status": "tunegit.commands.status",
     "calibrate": "tunegit.commands.calibrate",
+    "retry": "tunegit.commands.retry",
+    "cancel": "tunegit.commands.cancel",
     "diff": "tunegit.commands.diff",
     "reconcile": "tunegit.commands.reconcile",
     "watch": "tunegit.commands.watch",

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from tunegit import harvest
 from tunegit.analysis import Analysis, analyse
+from tunegit.crashpoints import crashpoint
 from tunegit.errors import PlanError, TunegitError
-from tunegit.executors.base import Executor, JobSpec, Resources, SubmitError
+from tunegit.executors.base import Executor, JobSpec, Poll, Resources, SubmitError
+from tunegit.expand import Run
+from tunegit.reconcile import Submission, decide, live_job_ids, wanted_names
 from tunegit.records import CycleResult, Transition
-from tunegit.reconcile import Decision, Submission, decide, live_job_ids, wanted_names
 from tunegit.scaffold import (
     CONFLICT,
     apply_writes,
@@ -27,15 +29,26 @@ from tunegit.scaffold import (
     run_files_hash,
 )
 from tunegit.site import Site
-from tunegit.states import FAILED, LIVE_STATES, PENDING, REASON_SUBMIT_FAILED, SUBMITTED
+from tunegit.states import (
+    FAILED,
+    JOB_COMPLETED,
+    JOB_PENDING,
+    JOB_RUNNING,
+    LIVE_STATES,
+    PENDING,
+    REASON_SUBMIT_FAILED,
+    SUBMITTED,
+)
 from tunegit.status import StatusFile, dump, initial, read, sync, write_if_changed
 from tunegit.tools import RenderContext, get_evaluation, get_preparation
 from tunegit.workspace import PLAN_FILE, STATUS_FILE, Workspace
 
-__all__ = ["CycleResult", "ExecutorFactory", "Transition", "cycle"]
+__all__ = ["SCHEDULER_UNANSWERED", "CycleResult", "ExecutorFactory", "Transition", "cycle"]
 
 ExecutorFactory = Callable[[Site], Executor]
 LOG_TAIL = 20_000
+# Marks a cycle error meaning "states unknown this cycle" (callers back off, never fail).
+SCHEDULER_UNANSWERED = "scheduler not answering"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +96,7 @@ def reconcile_experiment(ws: Workspace, name: str, *, now: str, plan_commit: str
     files = render_files(ctx, a.expansion.runs, a.expansion.evaluations, plan_commit)
     actions = plan_writes(a.work_dir, files)
     apply_writes(a.work_dir, files, [x for x in actions if x.action != CONFLICT])
+    crashpoint("after_render")
     conflicts = conflicted_runs(actions)
     errors = [f"{name}: {x.path} was {x.detail}; not overwritten, its run is held "
               f"(hint: `tunegit scaffold {name} --force` to overwrite)"
@@ -93,30 +107,50 @@ def reconcile_experiment(ws: Workspace, name: str, *, now: str, plan_commit: str
     names = wanted_names(name, status)
     poll = executor.poll(live_job_ids(status), list(names))
     if not poll.ok:
-        errors.append(f"{name}: scheduler not answering ({poll.error}); states unknown this cycle")
+        errors.append(f"{name}: {SCHEDULER_UNANSWERED} ({poll.error}); "
+                      "states unknown this cycle, nothing submitted")
     decision = decide(a.expansion, status, poll, experiment=name, now=now,
                       capacity=a.site.max_parallel if not executor.supports_dependencies else None,
                       dependencies=executor.supports_dependencies, logs=_failed_logs(status, poll))
-    status = harvest.completed(decision.status, decision.transitions, a, ctx)
+    status = _with_logs(decision.status, ctx, a)
+    status = harvest.completed(status, decision.transitions, a, ctx)
     held = [s for s in decision.submit if s.run not in conflicts]
-    status, submitted, submit_errors = _submit(executor, status, held, a, ctx, files, now, plan_commit)
+    status, submitted, submit_errors = _submit(executor, status, held, a, ctx, files, now,
+                                               plan_commit)
     if plan_commit and submitted:
         status = dataclasses.replace(status, plan_commit=plan_commit)
+    crashpoint("before_status_write")
     changed = write_if_changed(path, dump(status))
+    crashpoint("after_status_write")
     return ExperimentResult(decision.transitions + submitted, changed, status,
                             tuple(errors + submit_errors))
 
 
-def _failed_logs(status: StatusFile, poll: object) -> dict[str, str]:
+def _failed_logs(status: StatusFile, poll: Poll) -> dict[str, str]:
     """The tail of each live job's own log (read only for a CUDA out-of-memory)."""
     out = {}
-    jobs: Mapping[str, object] = getattr(poll, "jobs", {})
     for _, _, step in status.steps():
-        if step.status in LIVE_STATES and step.job_id in jobs and step.log:
-            obs = jobs[step.job_id]
-            if getattr(obs, "state", "") not in ("PENDING", "RUNNING", "COMPLETED"):
-                out[step.job_id] = harvest.tail(Path(step.log), LOG_TAIL)
+        obs = poll.jobs.get(step.job_id or "")
+        if (step.status in LIVE_STATES and obs is not None and step.log
+                and obs.state not in (JOB_PENDING, JOB_RUNNING, JOB_COMPLETED)):
+            out[obs.job_id] = harvest.tail(Path(step.log), LOG_TAIL)
     return out
+
+
+def log_path(ctx: RenderContext, run: Run, key: str | None, attempt: int = 1) -> str:
+    """The file the job's output goes to (SLURM --output, the array wrapper, the local
+    executor); a later attempt gets its own file, so the first one's log is kept."""
+    suffix = "" if attempt == 1 else f".a{attempt}"
+    return posixpath.join(ctx.run_dir(run), "logs", f"{key or 'finetune'}{suffix}.log")
+
+
+def _with_logs(status: StatusFile, ctx: RenderContext, a: Analysis) -> StatusFile:
+    """Steps adopted after a crash have a job but no recorded log path yet: add it."""
+    for run, key, step in status.steps():
+        if step.status in LIVE_STATES and step.job_id and not step.log:
+            path = log_path(ctx, a.expansion.run(run), key, step.attempt or 1)
+            status = status.with_step(run, key, step.moved(step.status, "", log=path))
+    return status
 
 
 def job_spec(sub: Submission, a: Analysis, ctx: RenderContext) -> JobSpec:
@@ -132,7 +166,7 @@ def job_spec(sub: Submission, a: Analysis, ctx: RenderContext) -> JobSpec:
         minutes = ctx.eval_minutes(run, ev)
         gpus = 1
     workdir = posixpath.dirname(script)
-    log = posixpath.join(ctx.run_dir(run), "logs", f"{sub.key or 'finetune'}.log")
+    log = log_path(ctx, run, sub.key, sub.attempt)
     resources = Resources(
         gpus=0 if site.gpu.type.lower() == "cpu" else gpus, cpus=site.slurm.cpus_per_task,
         mem_gb=site.slurm.mem_gb, time_minutes=minutes, partition=site.slurm.partition,
@@ -146,17 +180,23 @@ def _submit(executor: Executor, status: StatusFile, subs: Sequence[Submission], 
     if not subs:
         return status, (), []
     specs = {s.name: job_spec(s, a, ctx) for s in subs}
+    for spec in specs.values():  # SLURM does not create the directory of --output
+        spec.log.parent.mkdir(parents=True, exist_ok=True)
     known = {step.job_name: step.job_id for _, _, step in status.steps()
              if step.job_name and step.job_id}
     errors: list[str] = []
+    crashpoint("before_sbatch")
     try:
-        ids = executor.submit(list(specs.values()), known=known)  # type: ignore[call-arg]
+        # Both executors take `known` (name -> id of jobs submitted earlier, for `after`).
+        ids = executor.submit(list(specs.values()), known=known)
     except SubmitError as exc:
-        ids = {}
+        # What did go in before the refusal is recorded like any other submission.
+        ids = dict(getattr(exc, "submitted", {}))
         errors.append(f"{a.name}: the scheduler refused {exc.job_name}: {exc}")
         refused = str(exc)
     else:
         refused = ""
+    crashpoint("after_sbatch")
     transitions = []
     for sub in subs:
         old = status.step(sub.run, sub.key)
@@ -166,8 +206,10 @@ def _submit(executor: Executor, status: StatusFile, subs: Sequence[Submission], 
                 continue
             new = old.moved(FAILED, now, reason=REASON_SUBMIT_FAILED, message=refused[-500:])
         else:
-            new = old.moved(SUBMITTED, now, job_id=job_id, job_name=sub.name, attempt=1,
-                            submitted_from=plan_commit, rendered_hash=run_files_hash(files, sub.run),
+            new = old.moved(SUBMITTED, now, job_id=job_id, job_name=sub.name,
+                            attempt=sub.attempt,
+                            submitted_from=plan_commit,
+                            rendered_hash=run_files_hash(files, sub.run),
                             submitted=now, log=str(specs[sub.name].log),
                             message=None, reason=None)
         status = status.with_step(sub.run, sub.key, new)

@@ -1,8 +1,11 @@
 """Metrics read on completion: training speed, memory and checkpoint size; evaluation scores.
 
-An edge: it reads the job's own log, the checkpoint directories and inspect's
-.eval log, and records what it finds in runs_status.yaml, where it becomes a
-prior for later estimates.
+An edge: it reads the job's own log (the file the executor wrote: SLURM's
+--output, an array task's redirect, or the local executor's), torchtune's
+DiskLogger file (``<run>/ck-out/logs/log_*.txt``: tokens/s per GPU, peak memory),
+the checkpoint directories and inspect's .eval log, and records what it finds in
+runs_status.yaml, where it becomes a prior for later estimates. The same for every
+executor: elapsed time comes from the scheduler's observation.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ def dir_gib(path: Path) -> float:
     return total / 2**30
 
 
+def disk_log(checkpoints: Path) -> str:
+    """The newest DiskLogger file of a run (a retried run writes a new one)."""
+    files = sorted((checkpoints / "logs").glob("log_*.txt"), key=lambda f: f.stat().st_mtime)
+    return tail(files[-1], 2_000_000) if files else ""
+
+
 def completed(status: StatusFile, transitions: Sequence[Transition], a: Analysis,
               ctx: RenderContext) -> StatusFile:
     for t in transitions:
@@ -54,9 +63,9 @@ def _finetune(status: StatusFile, run_name: str, a: Analysis, ctx: RenderContext
     run = a.expansion.run(run_name)
     step = status.step(run_name, None)
     log = Path(step.log) if step.log else None
-    text = tail(log, 2_000_000) if log else ""
-    stats = parse_training_log(text)
     ck = Path(output_dir(ctx, run))
+    text = (tail(log, 2_000_000) if log else "") + "\n" + disk_log(ck)
+    stats = parse_training_log(text)
     epochs = epoch_dirs(ck) if ck.is_dir() else []
     ckpt = round(dir_gib(epochs[0][1]), 4) if epochs else None
     peak = stats.training_peak_memory_active_gib or stats.post_init_peak_memory_active_gib
@@ -111,4 +120,5 @@ def _evaluation(status: StatusFile, run_name: str, key: str, a: Analysis,
 
 
 def _clean(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in data.items() if v is not None}
+    return {k: (round(v, 4) if isinstance(v, float) else v)
+            for k, v in data.items() if v is not None}

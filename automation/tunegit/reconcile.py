@@ -1,12 +1,17 @@
 """Reconcile (pure): desired runs + recorded status + what the scheduler says -> actions.
 
-Ordered steps, each a no-op when already done (Flux style):
+Ordered steps, each a no-op when already done (Flux style); when the scheduler could
+not be asked (``Poll.ok`` False) nothing moves and nothing is submitted:
 1. observe: live steps move to the state their job is in (unknown this cycle: unchanged);
 2. adopt: a pending step whose deterministic job name the scheduler already knows was
    submitted before a crash: record it, never submit it twice;
 3. block: evaluations of a fine-tuning run that failed, was cancelled or blocked;
 4. submit: fine-tuning first, then evaluations whose checkpoint exists (or, where the
    scheduler enforces dependencies, chained on their live fine-tuning job), within capacity.
+
+``retry`` (for `tunegit retry`) and ``cancelled`` (for `tunegit cancel`) are the two
+hand-made transitions; both keep every submitted record: a retry is a new attempt
+under a new job name (``.a<N>``), the old one goes to ``attempts``.
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from tunegit.records import Transition
 from tunegit.executors.base import Poll
 from tunegit.executors.slurm_parse import status_from_observation
 from tunegit.expand import Expansion
+from tunegit.records import Transition
 from tunegit.scaffold import job_name
 from tunegit.states import (
     BLOCKED,
@@ -26,13 +31,24 @@ from tunegit.states import (
     FAILED,
     LIVE_STATES,
     PENDING,
+    REASON_CANCELLED,
     REASON_DEPENDENCY_FAILED,
     SKIPPED,
     SUBMITTED,
+    TERMINAL_STATES,
 )
 from tunegit.status import StatusFile, Step
 
 DEAD = frozenset({FAILED, CANCELLED, BLOCKED})
+RETRYABLE = DEAD
+# What an attempt's record keeps when a retry replaces it (see ``retry``).
+ATTEMPT_KEYS = ("attempt", "job_id", "job_name", "status", "reason", "message", "submitted",
+                "started", "ended", "elapsed_s", "exit_code", "log", "submitted_from",
+                "rendered_hash", "last_updated")
+
+
+class RetryError(ValueError):
+    """A step that cannot be retried (still live, completed, skipped, or unknown)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +57,7 @@ class Submission:
     key: str | None  # None: fine-tuning
     name: str  # deterministic job name
     after: tuple[str, ...] = ()  # job names that must complete first
+    attempt: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +71,20 @@ def stage(key: str | None) -> str:
     return "ft" if key is None else key
 
 
+def pending_name(experiment: str, run: str, key: str | None, step: Step) -> str:
+    """The name a pending step is (or was, before a crash) submitted under: from its attempt."""
+    return job_name(experiment, run, stage(key), step.attempt or 1)
+
+
 def step_name(experiment: str, run: str, key: str | None, step: Step) -> str:
-    return step.job_name or job_name(experiment, run, stage(key), step.attempt or 1)
+    if step.status == PENDING:
+        return pending_name(experiment, run, key, step)
+    return step.job_name or pending_name(experiment, run, key, step)
 
 
 def wanted_names(experiment: str, status: StatusFile) -> dict[str, tuple[str, str | None]]:
     """Job names of pending steps, to look up before submitting (crash safety)."""
-    return {step_name(experiment, run, key, step): (run, key)
+    return {pending_name(experiment, run, key, step): (run, key)
             for run, key, step in status.steps() if step.status == PENDING}
 
 
@@ -89,10 +113,11 @@ class _Pass:
 def decide(exp: Expansion, status: StatusFile, poll: Poll, *, experiment: str, now: str,
            capacity: int | None, dependencies: bool,
            logs: Mapping[str, str] | None = None) -> Decision:
+    if not poll.ok:  # unknown this cycle: no state moves, and no name could be looked up
+        return Decision(status, (), ())
     p = _Pass(experiment, status, now)
-    if poll.ok:
-        _observe(p, poll, logs or {})
-        _adopt(p, poll)
+    _observe(p, poll, logs or {})
+    _adopt(p, poll)
     _block(p, exp)
     submit = _submissions(p, exp, capacity, dependencies)
     return Decision(p.status, tuple(submit), tuple(p.transitions))
@@ -108,17 +133,22 @@ def _observe(p: _Pass, poll: Poll, logs: Mapping[str, str]) -> None:
         new, reason, message = status_from_observation(obs, logs.get(step.job_id))
         if new is None:
             continue
-        p.move(run, key, new, reason=reason or None, message=message or None,
-               started=obs.start or step.started, ended=obs.end or step.ended,
-               elapsed_s=obs.elapsed_s if obs.elapsed_s is not None else step.elapsed_s,
-               exit_code=obs.exit_code if obs.exit_code is not None else step.exit_code)
+        changes: dict[str, object] = {"reason": reason or None, "message": message or None,
+                                      "started": step.started or obs.start}
+        if new in TERMINAL_STATES:  # a running clock would churn the file every cycle
+            changes.update(
+                ended=obs.end or step.ended,
+                elapsed_s=obs.elapsed_s if obs.elapsed_s is not None else step.elapsed_s,
+                exit_code=obs.exit_code if obs.exit_code is not None else step.exit_code)
+        p.move(run, key, new, **changes)
 
 
 def _adopt(p: _Pass, poll: Poll) -> None:
     for name, (run, key) in wanted_names(p.experiment, p.status).items():
         job_id = poll.names.get(name)
         if job_id:
-            p.move(run, key, SUBMITTED, job_id=job_id, job_name=name, attempt=1,
+            attempt = p.status.step(run, key).attempt or 1
+            p.move(run, key, SUBMITTED, job_id=job_id, job_name=name, attempt=attempt,
                    message="found in the scheduler by its job name (submitted before a restart)")
 
 
@@ -145,8 +175,10 @@ def _submissions(p: _Pass, exp: Expansion, capacity: int | None,
             out.append(sub)
 
     for run in exp.finetuned:
-        if p.status.runs[run.name].finetune.status == PENDING:
-            add(Submission(run.name, None, job_name(p.experiment, run.name, "ft")))
+        ft = p.status.runs[run.name].finetune
+        if ft.status == PENDING:
+            add(Submission(run.name, None, pending_name(p.experiment, run.name, None, ft),
+                           attempt=ft.attempt or 1))
     for run in exp.runs:
         ft = p.status.runs[run.name].finetune
         ready = ft.status in (COMPLETED, SKIPPED)
@@ -157,5 +189,70 @@ def _submissions(p: _Pass, exp: Expansion, capacity: int | None,
         after = () if ready else (step_name(p.experiment, run.name, None, ft),)
         for key, step in p.status.runs[run.name].evaluations.items():
             if step.status == PENDING:
-                add(Submission(run.name, key, job_name(p.experiment, run.name, key), after))
+                add(Submission(run.name, key, pending_name(p.experiment, run.name, key, step),
+                               after, step.attempt or 1))
     return out
+
+
+def retry(status: StatusFile, experiment: str, run: str, key: str | None,
+          now: str) -> tuple[StatusFile, tuple[Transition, ...]]:
+    """A failed, cancelled or blocked step becomes pending as attempt N+1 (`tunegit retry`).
+
+    The old attempt's record is appended to ``attempts``; nothing submitted is edited in
+    place. Retrying a fine-tuning step also re-opens its evaluations that did not run
+    (blocked, cancelled or failed), so they chain on the new attempt. A step that never
+    had a job just becomes pending.
+    """
+    if run not in status.runs:
+        raise RetryError(f"no run {run!r} in {experiment}; runs: {', '.join(status.runs)}")
+    if key is not None and key not in status.runs[run].evaluations:
+        keys = ", ".join(status.runs[run].evaluations) or "none"
+        raise RetryError(f"run {run} has no evaluation {key!r}; evaluations: {keys}")
+    p = _Pass(experiment, status, now)
+    step = status.step(run, key)
+    if step.status not in RETRYABLE:
+        raise RetryError(f"{run} / {key or 'fine-tuning'} is {step.status}; only failed, "
+                         "cancelled or blocked steps can be retried")
+    _reopen(p, run, key)
+    if key is None:
+        for eval_key, ev in status.runs[run].evaluations.items():
+            if ev.status in RETRYABLE:
+                _reopen(p, run, eval_key)
+    return p.status, tuple(p.transitions)
+
+
+def _reopen(p: _Pass, run: str, key: str | None) -> None:
+    step = p.status.step(run, key)
+    if not (step.job_id or step.job_name):  # never submitted: no attempt to keep
+        p.move(run, key, PENDING, reason=None, message=None)
+        return
+    record = {k: getattr(step, k) for k in ATTEMPT_KEYS if getattr(step, k) is not None}
+    record["attempt"] = step.attempt or 1
+    attempt = record["attempt"] + 1
+    fresh = Step(status=step.status, output=step.output, last_updated=step.last_updated,
+                 note=step.note, attempt=attempt,
+                 job_name=job_name(p.experiment, run, stage(key), attempt),
+                 attempts=(*step.attempts, record),
+                 message=f"retry: attempt {attempt} (attempt {attempt - 1} {step.status})")
+    p.status = p.status.with_step(run, key, fresh)
+    p.move(run, key, PENDING)
+
+
+def cancelled(status: StatusFile, experiment: str, now: str, run: str | None = None,
+              ) -> tuple[StatusFile, tuple[Transition, ...], list[str]]:
+    """Live and pending steps (of one run, or all) -> cancelled/CancelledByUser.
+
+    Returns the new status, its transitions, and the job ids to cancel (the caller asks the
+    executor). Pending steps are cancelled too, so that nothing new is submitted for them.
+    """
+    p = _Pass(experiment, status, now)
+    ids = []
+    for run_name, key, step in status.steps():
+        if run is not None and run_name != run:
+            continue
+        if step.status in LIVE_STATES or step.status == PENDING:
+            if step.job_id and step.status in LIVE_STATES:
+                ids.append(step.job_id)
+            p.move(run_name, key, CANCELLED, reason=REASON_CANCELLED,
+                   message="cancelled by `tunegit cancel`")
+    return p.status, tuple(p.transitions), ids

@@ -1,15 +1,24 @@
-"""`tunegit run EXP [--site S]`: scaffold + submit + wait, with progress, on any site."""
+"""`tunegit run EXP [--site S]`: scaffold + submit + wait, with progress, on any site.
+
+Polling is polite on SLURM: one scheduler query per cycle, every
+``site.slurm.poll_interval_s`` (or ``--poll``) with jitter, backing off while the
+scheduler does not answer. Such a cycle changes nothing and is never a failure.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import time
+from collections.abc import Sequence
 
 from tunegit.commands.common import out, workspace
-from tunegit.engine import cycle
+from tunegit.engine import SCHEDULER_UNANSWERED, cycle
+from tunegit.errors import TunegitError
 from tunegit.executors import executor_factory
+from tunegit.executors.slurm import Backoff
 from tunegit.gitinfo import head_commit
 from tunegit.records import Transition
 from tunegit.states import TERMINAL_STATES
@@ -17,16 +26,19 @@ from tunegit.status import read
 from tunegit.workspace import STATUS_FILE, Workspace
 
 LOCAL_POLL_S = 2.0
+IDLE_POLL_S = 30.0
+MAX_BACKOFF_S = 600.0
 
 
 def now_utc() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def describe(t: Transition) -> str:
     what = t.run + (f" / {t.key}" if t.key else " fine-tuning")
     extra = f" (job {t.job_id})" if t.job_id and t.new == "submitted" else ""
-    reason = f": {t.reason}" if t.reason and t.new not in ("submitted", "running", "completed") else ""
+    quiet = ("submitted", "running", "completed")
+    reason = f": {t.reason}" if t.reason and t.new not in quiet else ""
     return f"{what}: {t.old} -> {t.new}{extra}{reason}"
 
 
@@ -37,13 +49,16 @@ def main(args: argparse.Namespace) -> int:
     make = executor_factory(ws)
     start = time.monotonic()
     last_summary = ""
-    poll_s = args.poll
+    backoff = _backoff(ws, name, args.site, args.poll)
+    failures = 0  # consecutive cycles the scheduler did not answer
     while True:
         result = cycle(ws, [name], now=now_utc(), plan_commit=head_commit(ws.root),
                        executor_for=make, site_override=args.site)
         for err in result.errors:
             print(f"error: {err}", file=sys.stderr)
-        if result.errors and not result.transitions and not result.live:
+        unanswered = scheduler_unanswered(result.errors)
+        failures = failures + 1 if unanswered else 0
+        if result.errors and not unanswered and not result.transitions and not result.live:
             return 1
         elapsed = time.monotonic() - start
         for t in result.transitions:
@@ -52,28 +67,42 @@ def main(args: argparse.Namespace) -> int:
         if summary != last_summary:
             out(f"[{elapsed:6.0f}s] {summary}")
             last_summary = summary
-        if result.live == 0 and result.pending == 0:
+        if result.live == 0 and result.pending == 0 and not unanswered:
             return _finish(ws, name)
         if args.no_wait:
             out("submitted what was ready; `tunegit run` again (or the watcher) continues")
             return 0
-        if poll_s is None:
-            poll_s = LOCAL_POLL_S if result.live and _is_local(ws, name, args.site) else 30.0
+        delay = backoff.delay(failures)
+        if unanswered:
+            out(f"[{elapsed:6.0f}s] the scheduler did not answer; next try in {delay:.0f} s")
         try:
-            time.sleep(poll_s)
+            time.sleep(delay)
         except KeyboardInterrupt:
             out("\nstopped watching; submitted jobs keep running. "
                 f"`tunegit run {name}` resumes, `tunegit status {name}` shows where they are")
             return 130
 
 
-def _is_local(ws: Workspace, name: str, override: str | None) -> bool:
+def scheduler_unanswered(errors: Sequence[str]) -> bool:
+    return any(SCHEDULER_UNANSWERED in error for error in errors)
+
+
+def _backoff(ws: Workspace, name: str, override: str | None, poll: float | None) -> Backoff:
+    """Base interval: --poll, else the site's (2 s locally); doubled per unanswered cycle."""
     from tunegit.analysis import analyse
 
     try:
-        return analyse(ws, ws.experiment_dir(name) / "experiment.yaml", override).site.executor == "local"
-    except Exception:  # noqa: BLE001 - only picks a polling interval
-        return False
+        site = analyse(ws, ws.experiment_dir(name) / "experiment.yaml", override).site
+    except TunegitError:  # the cycle reports the plan's errors itself
+        site = None
+    if poll is not None:
+        base = poll
+    elif site is None:
+        base = IDLE_POLL_S
+    else:
+        base = LOCAL_POLL_S if site.executor == "local" else site.slurm.poll_interval_s
+    jitter = 0.0 if site is None or site.executor == "local" else 0.1
+    return Backoff(base_s=base, max_s=max(MAX_BACKOFF_S, base), jitter=jitter, seed=os.getpid())
 
 
 def _summary(ws: Workspace, name: str) -> str:

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Sequence
 
 from tunegit.executors.base import Executor
 from tunegit.site import Site
 from tunegit.workspace import Workspace
 
 JOBS_DIR = ".tunegit-jobs"
+SLURM_COMMAND_TIMEOUT_S = 60.0
+
+
+def slurm_runner(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run a SLURM command with the job environment: sbatch exports it to the job
+    (--export=ALL), so jobs find this Python's `tune` and `inspect` like local jobs do."""
+    from tunegit.executors.local import job_environment
+
+    return subprocess.run(list(argv), capture_output=True, text=True,
+                          timeout=SLURM_COMMAND_TIMEOUT_S, env=job_environment())
 
 
 def executor_factory(ws: Workspace) -> Callable[[Site], Executor]:
@@ -21,7 +32,7 @@ def executor_factory(ws: Workspace) -> Callable[[Site], Executor]:
             if site.executor == "slurm":
                 from tunegit.executors.slurm import SlurmExecutor
 
-                cache[key] = SlurmExecutor()
+                cache[key] = SlurmExecutor(slurm_runner)
             else:
                 from tunegit.executors.local import LocalExecutor
 

@@ -79,8 +79,12 @@ class Executor(Protocol):
     name: str
     supports_dependencies: bool  # True: ``after`` is enforced by the scheduler itself
 
-    def submit(self, jobs: Sequence[JobSpec]) -> dict[str, str]:
-        """Submit jobs; return job name -> job id for each submitted. Raises SubmitError."""
+    def submit(self, jobs: Sequence[JobSpec], *, known: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Submit jobs; return job name -> job id for each submitted. Raises SubmitError.
+
+        ``known`` maps names of jobs submitted earlier to their ids, for ``after``.
+        """
         ...
 
     def poll(self, job_ids: Collection[str], names: Collection[str] = ()) -> Poll:

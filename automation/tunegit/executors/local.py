@@ -81,7 +81,7 @@ class LocalExecutor:
         self.env = dict(env) if env is not None else job_environment()
 
     def submit(
-        self, jobs: Sequence[JobSpec], known: Mapping[str, str] | None = None
+        self, jobs: Sequence[JobSpec], *, known: Mapping[str, str] | None = None
     ) -> dict[str, str]:
         return {job.name: self._start(job) for job in jobs}
 

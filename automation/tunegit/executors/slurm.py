@@ -90,12 +90,15 @@ class SlurmExecutor:
 
     # ------------------------------------------------------------ submit
 
-    def submit(self, jobs: Sequence[JobSpec], *, known: Mapping[str, str] = {}) -> dict[str, str]:
+    def submit(
+        self, jobs: Sequence[JobSpec], *, known: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         """Submit ``jobs``; ``known`` maps names submitted earlier to their ids (for ``after``).
 
         Returns name -> id for the jobs of this call. Raises SubmitError (a
         PartialSubmitError once anything went in) on the first refusal.
         """
+        known = known or {}
         ids: dict[str, str] = {}
         try:
             for group in independent_groups(jobs, self.use_arrays):

@@ -1,0 +1,48 @@
+"""`tunegit cancel EXP [RUN]`: cancel live jobs and record it (cancelled, CancelledByUser).
+
+Submitted and running jobs are cancelled through the site's executor (one scancel on
+SLURM); pending steps are marked cancelled too, so no cycle submits them afterwards.
+`tunegit retry` gives any of them a new attempt.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tunegit.analysis import analyse
+from tunegit.commands.common import out, workspace
+from tunegit.commands.run import describe, now_utc
+from tunegit.errors import TunegitError
+from tunegit.executors import executor_factory
+from tunegit.executors.slurm import SchedulerError
+from tunegit.reconcile import cancelled
+from tunegit.status import dump, read, write_if_changed
+from tunegit.workspace import STATUS_FILE
+
+
+def main(args: argparse.Namespace) -> int:
+    ws = workspace(args)
+    plan_path = ws.resolve_experiment(args.experiment)
+    name = plan_path.parent.name
+    path = ws.experiment_dir(name) / STATUS_FILE
+    status = read(path)
+    if status is None:
+        raise TunegitError(f"experiments/{name}/{STATUS_FILE} does not exist: nothing to cancel",
+                           hint=f"`tunegit status {name}` shows where things stand")
+    if args.run is not None and args.run not in status.runs:
+        raise TunegitError(f"no run {args.run!r} in {name}",
+                           hint="runs: " + ", ".join(status.runs))
+    status, transitions, job_ids = cancelled(status, name, now_utc(), args.run)
+    if job_ids:
+        site = analyse(ws, plan_path, args.site).site
+        try:
+            executor_factory(ws)(site).cancel(job_ids)
+        except SchedulerError as exc:  # nothing recorded: the jobs may still run
+            raise TunegitError(f"the scheduler did not cancel {', '.join(job_ids)}: {exc}",
+                               hint=f"try again: `tunegit cancel {name}`") from None
+    write_if_changed(path, dump(status))
+    for t in transitions:
+        out(describe(t))
+    out(f"cancelled {len(job_ids)} job(s), {len(transitions)} step(s)"
+        if transitions else "nothing live or pending to cancel")
+    return 0

@@ -1,0 +1,41 @@
+"""`tunegit retry EXP RUN [KEY]`: a failed, cancelled or blocked step gets a new attempt.
+
+The old attempt's record (job id and name, state, reason, times) moves to the step's
+``attempts``; the step becomes pending as attempt N+1, submitted under the job name
+``tg.<exp>.<run>.<stage>.a<N+1>`` by the next `tunegit run` or watcher cycle. Retrying a
+fine-tuning step re-opens its evaluations that did not run, so they chain on it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tunegit.commands.common import out, workspace
+from tunegit.commands.run import describe, now_utc
+from tunegit.errors import TunegitError
+from tunegit.reconcile import RetryError, retry
+from tunegit.status import dump, read, write_if_changed
+from tunegit.workspace import STATUS_FILE
+
+FINETUNE_KEYS = ("finetune", "ft")
+
+
+def main(args: argparse.Namespace) -> int:
+    ws = workspace(args)
+    name = ws.resolve_experiment(args.experiment).parent.name
+    path = ws.experiment_dir(name) / STATUS_FILE
+    status = read(path)
+    if status is None:
+        raise TunegitError(f"experiments/{name}/{STATUS_FILE} does not exist: nothing ran yet",
+                           hint=f"`tunegit run {name}` starts the experiment")
+    key = None if args.key in (None, *FINETUNE_KEYS) else args.key
+    try:
+        status, transitions = retry(status, name, args.run, key, now_utc())
+    except RetryError as exc:
+        raise TunegitError(str(exc), hint=f"`tunegit status {name}` shows every step") from None
+    write_if_changed(path, dump(status))
+    for t in transitions:
+        step = status.step(t.run, t.key)
+        out(f"{describe(t)} (attempt {step.attempt or 1})")
+    out(f"`tunegit run {name}` (or the watcher) submits the new attempt")
+    return 0

@@ -1,0 +1,185 @@
+"""The local executor with real processes, and the engine on the local site with a fine-tune
+that really fails (its base model directory does not exist, so `tune` exits non-zero)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunegit import states
+from tunegit.cli import main
+from tunegit.executors.base import JobObservation, JobSpec
+from tunegit.executors.local import LocalExecutor
+from tunegit.executors.slurm_parse import FINISHED_JOB_STATES, status_from_observation
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = pytest.mark.skipif(importlib.util.find_spec("torchtune") is None
+                           or importlib.util.find_spec("inspect_ai") is None,
+                           reason="needs the train extra (pip install -e '.[train]')")
+
+# Two fine-tunes of the tiny model; the second names a model directory that does not exist.
+FAILING_PLAN = """\
+name: {name}
+type: sanity_check
+question: Does a failed fine-tune block only its own evaluations?
+site: {site}
+tools: {{preparation: torchtune, evaluation: inspect-ai}}
+models: [tunegit/tiny-llama, tunegit/tiny-llama-missing]
+dataset: {{path: tasks/capitalization/input/words_5L_80P_200.json}}
+controls: false
+run_name: "{{model}}"
+training: {{epochs: 1, learning_rate: 1.0e-2, batch_size: 8, packed: false, max_seq_len: 64,
+           validation: false, gpus: 1, system_prompt: "", seed: 0}}
+evaluation:
+  epochs: last
+  tasks:
+    - {{name: capitalization, script: tasks/capitalization/eval.py, dataset: training,
+       max_tokens: 8}}
+"""
+
+
+def make_repo(dest: Path, *, sites: tuple[str, ...] = ("local.yaml",),
+              plans: dict[str, str] | None = None, demo: bool = False) -> Path:
+    """A git experiments repository in ``dest``. ``automation/`` is linked in: the rendered
+    job scripts put <repo>/automation on PYTHONPATH (the product repo holds the package)."""
+    rels = [f"sites/{s}" for s in sites] + ["tasks/capitalization/eval.py",
+                                            "tasks/capitalization/input/words_5L_80P_200.json"]
+    if demo:
+        rels.append("experiments/demo_capitalization/experiment.yaml")
+    for rel in rels:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / rel, dest / rel)
+    for name, text in (plans or {}).items():
+        (dest / "experiments" / name).mkdir(parents=True)
+        (dest / "experiments" / name / "experiment.yaml").write_text(text)
+    (dest / "automation").symlink_to(REPO / "automation")
+    (dest / ".gitignore").write_text(".tunegit/\nautomation\n")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(dest)], check=True)
+    subprocess.run(["git", "-C", str(dest), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(dest), "commit", "-qm", "plans"], check=True)
+    return dest
+
+
+def job(tmp_path: Path, body: str) -> JobSpec:
+    name = f"tg.test.{uuid.uuid4().hex[:8]}.ft"
+    workdir = tmp_path / name
+    workdir.mkdir()
+    script = workdir / "job.sh"
+    script.write_text(f"#!/bin/bash\n{body}\n")
+    return JobSpec(name, script, workdir, workdir / "logs" / "job.log")
+
+
+def wait(executor: LocalExecutor, job_id: str, until: frozenset[str],
+         timeout_s: float = 30.0) -> JobObservation:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        obs = executor.poll([job_id]).jobs.get(job_id)
+        if obs is not None and obs.state in until:
+            return obs
+        assert time.monotonic() < deadline, f"{job_id}: {obs}"
+        time.sleep(0.1)
+
+
+FINISHED = frozenset(FINISHED_JOB_STATES)
+RUNNING = frozenset({states.JOB_RUNNING})
+
+
+def test_a_job_runs_and_completes_with_exit_0(tmp_path: Path) -> None:
+    executor = LocalExecutor(tmp_path / "state")
+    spec = job(tmp_path, 'echo "hello from $PWD"')
+    job_id = executor.submit([spec])[spec.name]
+    obs = wait(executor, job_id, FINISHED)
+    assert (obs.state, obs.exit_code, obs.name) == (states.JOB_COMPLETED, 0, spec.name)
+    assert obs.start and obs.end and obs.elapsed_s is not None
+    assert spec.log.read_text() == f"hello from {spec.workdir}\n"
+    assert status_from_observation(obs)[0] == states.COMPLETED
+
+
+def test_a_failing_job_is_failed_with_its_exit_code(tmp_path: Path) -> None:
+    executor = LocalExecutor(tmp_path / "state")
+    spec = job(tmp_path, "echo boom >&2; exit 3")
+    obs = wait(executor, executor.submit([spec])[spec.name], FINISHED)
+    assert (obs.state, obs.exit_code, obs.reason) == (states.JOB_FAILED, 3, "NonZeroExitCode")
+    assert status_from_observation(obs)[:2] == (states.FAILED, states.REASON_NON_ZERO_EXIT)
+    assert "boom" in spec.log.read_text()
+
+
+def test_a_job_killed_with_kill_9_wrapper_and_all_is_process_lost(tmp_path: Path) -> None:
+    executor = LocalExecutor(tmp_path / "state")
+    spec = job(tmp_path, "sleep 60")
+    job_id = executor.submit([spec])[spec.name]
+    wait(executor, job_id, RUNNING)
+    pid = int((tmp_path / "state" / job_id / "pid").read_text())
+    os.killpg(pid, signal.SIGKILL)  # the wrapper leads the job's process group
+    obs = wait(executor, job_id, FINISHED, timeout_s=10)
+    assert (obs.state, obs.reason, obs.exit_code) == (states.JOB_FAILED, "ProcessLost", None)
+    assert status_from_observation(obs)[:2] == (states.FAILED, "ProcessLost")
+
+
+def test_cancel_ends_cancelled(tmp_path: Path) -> None:
+    executor = LocalExecutor(tmp_path / "state")
+    spec = job(tmp_path, "sleep 60")
+    job_id = executor.submit([spec])[spec.name]
+    wait(executor, job_id, RUNNING)
+    executor.cancel([job_id])
+    obs = wait(executor, job_id, FINISHED, timeout_s=10)
+    assert obs.state == states.JOB_CANCELLED
+    assert status_from_observation(obs)[:2] == (states.CANCELLED, states.REASON_CANCELLED)
+    pid = int((tmp_path / "state" / job_id / "pid").read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid):
+        assert time.monotonic() < deadline, "the cancelled job's process is still alive"
+        time.sleep(0.1)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"
+
+
+def test_a_fresh_executor_finds_jobs_by_name(tmp_path: Path) -> None:
+    first = LocalExecutor(tmp_path / "state")
+    spec = job(tmp_path, "sleep 1")
+    job_id = first.submit([spec])[spec.name]
+    fresh = LocalExecutor(tmp_path / "state")
+    answer = fresh.poll([], names=[spec.name, "tg.test.never-submitted.ft"])
+    assert answer.ok and answer.names == {spec.name: job_id}
+    assert wait(fresh, job_id, FINISHED).state == states.JOB_COMPLETED
+
+
+@pytest.mark.slow
+@pytest.mark.train
+@TRAIN
+def test_failed_finetune_blocks_its_evaluations_while_the_other_run_goes_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    name = "fail_blocks_local"
+    repo = make_repo(tmp_path / "repo",
+                     plans={name: FAILING_PLAN.format(name=name, site="local")})
+    assert main(["-C", str(repo), "tiny-model"]) == 0
+    assert main(["-C", str(repo), "run", name, "--poll", "1"]) == 1  # a step failed
+    printed = capsys.readouterr().out
+    assert "tiny-llama-missing fine-tuning: running -> failed: NonZeroExitCode" in printed
+
+    runs = yaml.safe_load((repo / "experiments" / name / "runs_status.yaml").read_text())["runs"]
+    bad, good = runs["tiny-llama-missing"], runs["tiny-llama"]
+    assert (bad["finetune"]["status"], bad["finetune"]["reason"]) == ("failed", "NonZeroExitCode")
+    assert bad["finetune"]["exit_code"] != 0
+    blocked = bad["evaluations"]["capitalization_epoch_0"]
+    assert (blocked["status"], blocked["reason"]) == ("blocked", "DependencyFailed")
+    assert blocked["message"] == "fine-tuning failed (NonZeroExitCode); nothing to evaluate"
+    assert blocked["job_id"] is None  # never submitted
+    assert good["finetune"]["status"] == "completed"
+    assert good["finetune"]["metrics"]["tokens_per_s"] > 0  # from torchtune's DiskLogger file
+    ev = good["evaluations"]["capitalization_epoch_0"]
+    assert ev["status"] == "completed" and 0.0 <= ev["score"] <= 1.0
