@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tunegit.calibration import Pair, accuracy_sentence, pairs_from_status, summarise
+from tunegit.calibration import (
+    HeldOut,
+    Pair,
+    accuracy_sentence,
+    held_out_summary,
+    pairs_from_status,
+    summarise,
+)
 
 
 def record(model: str, est: float, actual: float, status: str = "completed") -> dict[str, object]:
@@ -42,3 +49,24 @@ def test_summary_per_model_and_gpu() -> None:
 
 def test_no_history_says_so() -> None:
     assert "no completed runs recorded yet" in accuracy_sentence([])
+
+
+def test_the_pr_comment_states_the_expected_accuracy() -> None:
+    from tunegit.plandiff import ExperimentDiff, PlanDiff, markdown
+
+    groups = summarise([Pair("e/r1", "1B", "A100", 10, 8, "")])
+    sentence = accuracy_sentence(groups)
+    exp = ExperimentDiff("exp", "added", "experiments/exp/experiment.yaml", runs_added=("r",))
+    text = markdown(PlanDiff("a" * 40, "b" * 40, (exp,), accuracy=sentence))
+    assert "Estimate accuracy so far (1 completed runs): median error 25%" in text
+    assert text.index("Estimate accuracy") < text.index("| experiment |")
+    assert markdown(PlanDiff("a" * 40, "b" * 40, (), accuracy=sentence)) == ""
+
+
+def test_held_out_errors_are_relative_to_the_measurement() -> None:
+    row = HeldOut("e/r", "tiny-llama", "cpu", actual=2.0, history=2.5, fallback=6.0,
+                  history_source="2 prior runs: e/a, e/b")
+    assert row.history_ape == pytest.approx(0.25) and row.fallback_ape == pytest.approx(2.0)
+    assert held_out_summary([row]) == (
+        "held-out (1 runs, each estimated from the others): median error 25% from history "
+        "vs 200% from the fallback table")

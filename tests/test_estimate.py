@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,38 @@ def test_estimate_unknown_experiment_is_a_clear_error(tmp_path: Path,
     assert err == (
         "error: no experiment 'nope' (looked for experiments/nope/experiment.yaml)\n"
         f"hint: known experiments: {EXAMPLE_8L}; `tunegit new NAME` starts one\n")
+
+
+def test_the_tiny_demo_on_cpu_is_minutes_of_cpu_time_not_the_1b_tables_hours(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The old fallback gave the 148k-parameter model 15 h per run: the 1B table, unscaled.
+    root = make_repo(tmp_path, experiments=("demo_capitalization",))
+    code, out, err = run_cli(capsys, root, "estimate", "demo_capitalization", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["device"] == "cpu" and data["hours_unit"] == "CPU-hours"
+    run = data["runs"][0]
+    assert run["source"] == "fallback table (preliminary)" and run["preliminary"]
+    assert 1 < run["train_minutes"] < 15  # 20 epochs x 40 steps of a tiny model on CPU
+    assert "gpu_hours" in run and run["device"] == "cpu"
+    code, out, _ = run_cli(capsys, root, "check", "--write", "demo_capitalization")
+    plan_md = (root / "experiments/demo_capitalization/runs_plan.md").read_text()
+    assert "the hours below are **CPU hours**" in plan_md
+    assert "**Total CPU hours**" in plan_md and "GPU hours" not in plan_md.split("## Compute")[1]
+
+
+def test_fallback_scales_by_model_size() -> None:
+    assert est.size_ratio(est.SPEED_POINTS, "tunegit/tiny-llama",
+                          "Llama-3.2-1B-Instruct") == pytest.approx(0.012, abs=0.002)
+
+
+def test_packed_runs_take_fewer_steps_of_full_sequences() -> None:
+    unpacked = est.Shape("m", "gpu", 4, 1, 1, 2, 8000, False, 2048, 16.0, 16.0)
+    packed = dataclasses.replace(unpacked, packed=True)
+    assert unpacked.steps_per_epoch == 2000 and unpacked.padded_length == 16.0
+    assert packed.sequences == math.ceil(8000 * 16 / 2048) == 63
+    assert packed.steps_per_epoch == 16 and packed.tokens_per_step == 4 * 2048
+    # Unpacked batches pad to the longest example of the batch.
+    ragged = dataclasses.replace(unpacked, longest_tokens=40.0)
+    assert ragged.padded_length == pytest.approx(16 + 24 * 0.75)
+    assert dataclasses.replace(ragged, batch_size=1).padded_length == 16.0

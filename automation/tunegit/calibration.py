@@ -97,3 +97,72 @@ def accuracy_sentence(groups: Sequence[Group]) -> str:
     worst = max(groups, key=lambda g: g.worst_ape)
     return (f"Estimate accuracy so far ({total} completed runs): median error {median:.0%} per "
             f"model/GPU, worst {worst.worst_ape:.0%} ({worst.worst_run}).")
+
+
+# --- leave-one-out: would the history have done better? -----------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+    """One completed run, estimated from every other prior (history) and from none (fallback)."""
+
+    source: str  # experiment/run
+    model: str
+    gpu_type: str
+    actual: float  # measured minutes
+    history: float  # minutes, estimated from the other runs
+    fallback: float  # minutes, from the fallback table alone
+    history_source: str
+
+    @property
+    def history_ape(self) -> float:
+        return abs(self.history - self.actual) / self.actual
+
+    @property
+    def fallback_ape(self) -> float:
+        return abs(self.fallback - self.actual) / self.actual
+
+
+def held_out(ws: Workspace) -> list[HeldOut]:
+    """Leave-one-out over the repository's completed runs with a measured train_minutes.
+
+    Each run is re-estimated with the plan it ran from (its experiment.yaml, its dataset),
+    the site's priors and every other completed run, then with no priors at all.
+    """
+    from tunegit.analysis import analyse
+    from tunegit.errors import TunegitError
+    from tunegit.estimate import estimate_run
+    from tunegit.priors import load_repo_priors, load_site_priors
+
+    repo = load_repo_priors(ws)
+    out = []
+    for name in ws.experiments():
+        measured = {p.source: p for p in repo
+                    if p.source.startswith(name + "/") and p.train_minutes}
+        if not measured:
+            continue
+        try:
+            a = analyse(ws, ws.experiment_dir(name) / "experiment.yaml")
+        except (TunegitError, ValueError):
+            continue
+        site_priors = load_site_priors(ws, a.site.name)
+        for source, prior in sorted(measured.items()):
+            run_name = source.split("/", 1)[1]
+            if run_name not in {r.name for r in a.expansion.runs}:
+                continue
+            run = a.expansion.run(run_name)
+            others = site_priors + [p for p in repo if p.source != source]
+            hist = estimate_run(run, [], a.site, others, a.verification.datasets)
+            fall = estimate_run(run, [], a.site, [], a.verification.datasets)
+            assert prior.train_minutes
+            out.append(HeldOut(source, run.model, a.site.gpu.type, prior.train_minutes,
+                               hist.train_minutes.value, fall.train_minutes.value, hist.source))
+    return out
+
+
+def held_out_summary(rows: Sequence[HeldOut]) -> str:
+    if not rows:
+        return "held-out: no completed run with a measured train_minutes"
+    hist = statistics.median(r.history_ape for r in rows)
+    fall = statistics.median(r.fallback_ape for r in rows)
+    return (f"held-out ({len(rows)} runs, each estimated from the others): median error "
+            f"{hist:.0%} from history vs {fall:.0%} from the fallback table")

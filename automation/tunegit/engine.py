@@ -174,6 +174,14 @@ def job_spec(sub: Submission, a: Analysis, ctx: RenderContext) -> JobSpec:
     return JobSpec(sub.name, Path(script), Path(workdir), Path(log), resources, sub.after)
 
 
+def _planned(a: Analysis, sub: Submission) -> dict[str, object] | None:
+    """The estimate a fine-tuning job is submitted with (compared with what it measured)."""
+    if sub.key is not None:
+        return None
+    est = a.estimate.run(sub.run)
+    return {"train_minutes": round(est.train_minutes.value, 3), "source": est.source}
+
+
 def _submit(executor: Executor, status: StatusFile, subs: Sequence[Submission], a: Analysis,
             ctx: RenderContext, files: Mapping[str, str], now: str, plan_commit: str | None,
             ) -> tuple[StatusFile, tuple[Transition, ...], list[str]]:
@@ -211,7 +219,7 @@ def _submit(executor: Executor, status: StatusFile, subs: Sequence[Submission], 
                             submitted_from=plan_commit,
                             rendered_hash=run_files_hash(files, sub.run),
                             submitted=now, log=str(specs[sub.name].log),
-                            message=None, reason=None)
+                            message=None, reason=None, estimate=_planned(a, sub))
         status = status.with_step(sub.run, sub.key, new)
         transitions.append(Transition(a.name, sub.run, sub.key, old.status, new.status, job_id,
                                       new.reason))

@@ -1,9 +1,13 @@
 """Estimates of time, GPU-hours, batch size and disk, with provenance and ranges.
 
 Seed 001's formulas, as pure functions:
-- training: steps/epoch = train samples / (batch x grad-accum x GPUs); time = steps / it/s
-  x epochs; from the nearest prior run, scaled by model size when no prior of the
-  same model exists, else the seed's fallback table (marked preliminary);
+- training, from the repository's history when it has priors on the same kind of device
+  (CPU or GPU; same model and GPU first, other models scaled by SPEED_POINTS): training
+  tokens (padded: see Shape) / tokens per second, where seconds per step = a + b x tokens
+  per step is fitted on the priors' steady speeds, plus startup and per-epoch checkpoint
+  saves fitted on their measured wall times; every estimate names its prior runs and its
+  range is the model's own error on them. Else the seed's fallback table, scaled by
+  model size, dataset size and device (marked preliminary);
 - evaluation: test samples / batch / (training it/s x 2.5) + 1 minute overhead;
 - batch size: (GPU memory / peak memory per batch) x 0.7, / packing density x 0.6;
 - disk: runs x epochs x checkpoint size + 10 MB per evaluation + 15%.
@@ -15,6 +19,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import statistics
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -34,6 +39,11 @@ EVAL_LOG_GIB = 0.01
 DISK_MARGIN = 0.15
 TEMPLATE_TOKENS = 12
 CHARS_PER_TOKEN = 3.5
+# The fallback table's reference: seed 001's 1B example (10,000 words x 0.8) on one GPU.
+FALLBACK_EXAMPLES = 8000
+CPU_SLOWDOWN = 20.0  # a guess, marked preliminary: training on CPU vs the table's GPU
+STARTUP_MIN = 1.0  # loading the model and data before the first step
+SAVE_S_PER_GIB = 14.0  # the real 1B log: 33 s per checkpoint of ~2.4 GiB
 
 # Seed 001: "3B is ~2x slower than 1B, 7B ~4-5x, 8B ~5-6x"; memory "3B ~2-3x of 1B, 7B ~4-5x".
 SPEED_POINTS = ((0.0001, 0.01), (1.24, 1.0), (3.21, 2.0), (7.0, 4.5), (8.03, 5.5), (70.6, 50.0))
@@ -83,6 +93,7 @@ class RunEstimate:
     source: str
     preliminary: bool
     calculations: tuple[str, ...]
+    device: str = "gpu"  # "cpu": the gpu_hours figures are CPU-hours
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +121,7 @@ class PlanEstimate:
     eval_disk_gib: float
     scenarios: tuple[Scenario, ...]
     preliminary: bool
+    device: str = "gpu"  # "cpu": the gpu_hours figures are CPU-hours
 
     def run(self, name: str) -> RunEstimate:
         return self._by_name[name]
@@ -195,11 +207,87 @@ def _table(rows: Sequence[tuple[float, T]], params: float | None) -> T:
     return next(v for limit, v in rows if p <= limit)
 
 
+# --- tokens: what a run trains on ------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """What a run's training time depends on, from its plan and its dataset.
+
+    Approximation (stated in the calculation text): an example is (chars + system prompt) /
+    3.5 chars per token + 12 chat-template tokens. Unpacked batches pad to the longest example
+    in the batch, taken as mean + (longest - mean) x (1 - 1/batch); packed runs concatenate
+    examples into sequences of max_seq_len, each padded to max_seq_len.
+    """
+
+    model: str
+    device: str  # "cpu" or "gpu"
+    batch_size: int
+    grad_accum: int
+    gpus: int
+    epochs: int
+    samples: int
+    packed: bool
+    max_seq_len: int
+    mean_tokens: float
+    longest_tokens: float
+
+    @property
+    def padded_length(self) -> float:
+        if self.packed:
+            return float(self.max_seq_len)
+        grow = (self.longest_tokens - self.mean_tokens) * (1 - 1 / self.batch_size)
+        return min(float(self.max_seq_len), self.mean_tokens + max(0.0, grow))
+
+    @property
+    def sequences(self) -> int:
+        if not self.packed:
+            return self.samples
+        per = min(self.mean_tokens, float(self.max_seq_len))
+        return max(1, math.ceil(self.samples * per / self.max_seq_len))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_per_epoch(self.sequences, self.batch_size, self.grad_accum, self.gpus)
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Padded tokens one optimizer step processes on one GPU."""
+        return self.batch_size * self.grad_accum * self.padded_length
+
+    @property
+    def train_tokens(self) -> float:
+        return self.steps_per_epoch * self.epochs * self.tokens_per_step
+
+
+def example_tokens(chars: float, system_prompt: str = "") -> float:
+    return (chars + len(system_prompt)) / CHARS_PER_TOKEN + TEMPLATE_TOKENS
+
+
+def shape_of(run: Run, info: DatasetInfo, device: str) -> Shape | None:
+    samples = info.count("train")
+    if not samples:
+        return None
+    return Shape(run.model, device, run.batch_size, run.gradient_accumulation_steps, run.gpus,
+                 run.epochs, samples, run.packed, run.max_seq_len,
+                 example_tokens(info.mean_chars, run.system_prompt),
+                 example_tokens(info.longest_chars, run.system_prompt))
+
+
+def device_of(site: Site) -> str:
+    return "cpu" if site.gpu.type == "cpu" or site.device == "cpu" else "gpu"
+
+
 # --- choosing priors --------------------------------------------------------------------------
 
-def nearest_priors(run: Run, gpu_type: str, priors: Sequence[PriorRun]) -> list[PriorRun]:
-    """Same model and GPU first; then same model; then same GPU; else nothing (scale later)."""
-    usable = [p for p in priors if p.it_per_s or p.tokens_per_s]
+def nearest_priors(run: Run, gpu_type: str, priors: Sequence[PriorRun],
+                   device: str = "gpu") -> list[PriorRun]:
+    """Same model and GPU first; then same model on the same kind of device; then other models
+    on the same GPU, then on the same kind of device (scaled by model size); else nothing.
+
+    Speeds never cross from CPU to GPU or back. Within a tier, the nearest first: same batch
+    size, packing, max_seq_len, LoRA rank, then the closest dataset size.
+    """
+    usable = [p for p in priors if (p.it_per_s or p.tokens_per_s) and p.device == device]
     tiers = (
         [p for p in usable if p.model == run.model and p.gpu_type == gpu_type],
         [p for p in usable if p.model == run.model],
@@ -208,7 +296,115 @@ def nearest_priors(run: Run, gpu_type: str, priors: Sequence[PriorRun]) -> list[
     )
     best = next((t for t in tiers if t), [])
     return sorted(best, key=lambda p: (p.batch_size != run.batch_size, p.packed != run.packed,
+                                       p.max_seq_len != run.max_seq_len,
+                                       p.lora_rank != run.lora_rank, p.epochs != run.epochs,
                                        p.source))
+
+
+# --- training time from history ----------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One prior, reduced to what the time model needs."""
+
+    source: str
+    step_s: float  # seconds per optimizer step, steady
+    tokens_per_step: float
+    steps: int | None  # all epochs; None when not known
+    epochs: int | None
+    overhead_s: float | None  # measured wall time - steps x step time: startup + saves
+    save_s: float | None
+
+
+def _point(p: PriorRun, shape: Shape, scale: float) -> Point | None:
+    length = (float(p.max_seq_len) if p.packed and p.max_seq_len else
+              p.mean_tokens or shape.padded_length)
+    tps = (p.batch_size or shape.batch_size) * length
+    if p.it_per_s:
+        step_s = 1.0 / p.it_per_s
+    elif p.tokens_per_s:
+        step_s = tps / p.tokens_per_s
+    else:
+        return None
+    per_epoch = p.steps_per_epoch or (
+        steps_per_epoch(p.train_samples, p.batch_size) if p.train_samples and p.batch_size
+        and not p.packed else None)
+    steps = per_epoch * p.epochs if per_epoch and p.epochs else None
+    overhead = (max(0.0, p.train_minutes * 60 - steps * step_s)
+                if steps and p.train_minutes else None)
+    return Point(p.source, step_s * scale, tps, steps, p.epochs, overhead, p.checkpoint_save_s)
+
+
+def _line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """Least squares y = a + b x with a, b >= 0 (through the origin, or flat, when one is not)."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else 0.0
+    a = my - b * mx
+    if b < 0:
+        return my, 0.0
+    if a < 0:
+        return 0.0, sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs)
+    return a, b
+
+
+def step_model(points: Sequence[Point]) -> tuple[float, float]:
+    """Seconds per step = a + b x tokens per step, fitted on the priors.
+
+    One distinct tokens-per-step figure: proportional (the same tokens/s), the conservative
+    reading of seed 001 ("sample throughput held constant").
+    """
+    if len({round(p.tokens_per_step, 6) for p in points}) < 2:
+        return 0.0, statistics.median(p.step_s / p.tokens_per_step for p in points)
+    return _line([p.tokens_per_step for p in points], [p.step_s for p in points])
+
+
+def overhead_model(points: Sequence[Point]) -> tuple[float, float, str]:
+    """(startup s, seconds per epoch's checkpoint save, how it was found) from the priors."""
+    saves = [p.save_s for p in points if p.save_s]
+    measured = [p for p in points if p.overhead_s is not None and p.epochs]
+    if saves:
+        per_epoch = statistics.median(saves)
+        rest = [max(0.0, (p.overhead_s or 0.0) - per_epoch * (p.epochs or 0)) for p in measured]
+        return (statistics.median(rest) if rest else 0.0, per_epoch,
+                f"checkpoint save {per_epoch:.0f} s/epoch (logged)")
+    if not measured:
+        return 0.0, 0.0, "no measured wall time: startup and checkpoint saves not included"
+    if len({p.epochs for p in measured}) >= 2:
+        a, b = _line([float(p.epochs or 0) for p in measured],
+                     [p.overhead_s or 0.0 for p in measured])
+        return a, b, f"startup {a:.0f} s + {b:.1f} s/epoch for checkpoints (fitted on wall times)"
+    startup = statistics.median(p.overhead_s or 0.0 for p in measured)
+    return startup, 0.0, f"startup and saves {startup:.0f} s (median of wall time - steps/speed)"
+
+
+def history_minutes(shape: Shape, chosen: Sequence[PriorRun], scaled: bool = False,
+                    ) -> tuple[Span, float, str] | None:
+    """(training minutes with a range, it/s, the calculation) from the chosen priors."""
+    points = [pt for p in chosen
+              if (pt := _point(p, shape, size_ratio(SPEED_POINTS, shape.model, p.model)))]
+    if not points:
+        return None
+    a, b = step_model(points)
+    startup, save_s, how = overhead_model(points)
+    step_s = a + b * shape.tokens_per_step
+    steps = shape.steps_per_epoch * shape.epochs
+    fixed = startup + save_s * shape.epochs
+    minutes = (fixed + steps * step_s) / 60.0
+    # The range: the model's own error on each prior that has a measured wall time.
+    errs = [((startup + save_s * (p.epochs or 0) + (p.steps or 0) * (a + b * p.tokens_per_step))
+             / ((p.steps or 0) * p.step_s + (p.overhead_s or 0.0)) - 1.0)
+            for p in points if p.steps and p.overhead_s is not None]
+    lo, hi = min([*errs, -0.1]), max([*errs, 0.1])
+    widen = (0.75, 1.5) if scaled else (1.0, 1.0)
+    span = Span(minutes, minutes / (1 + hi) * widen[0], minutes / max(0.2, 1 + lo) * widen[1])
+    tok_s = shape.tokens_per_step / step_s
+    calc = (f"{shape.steps_per_epoch} steps/epoch x {shape.epochs} epochs x "
+            f"{shape.tokens_per_step:.0f} padded tokens/step = {shape.train_tokens:,.0f} tokens "
+            f"/ {tok_s:,.0f} tokens/s ({1 / step_s:.2f} it/s) + {fixed:.0f} s "
+            f"({how}) = {minutes:.2f} min")
+    return span, 1 / step_s, calc
 
 
 # --- per run ---------------------------------------------------------------------------------
@@ -218,77 +414,74 @@ def estimate_run(run: Run, evals: Sequence[Evaluation], site: Site, priors: Sequ
     calc: list[str] = []
     info = datasets.get(run.dataset)
     params = models.params_billions(run.model)
-    chosen = nearest_priors(run, site.gpu.type, priors)
-    train, it_s, steps, source, prelim = _train_time(run, info, chosen, calc)
+    device = device_of(site)
+    chosen = nearest_priors(run, site.gpu.type, priors, device)
+    ckpt = _checkpoint_gib(run, chosen)
+    train, it_s, steps, source, prelim = _train_time(run, info, chosen, device, ckpt, calc)
     if run.is_control:
         train, steps = ZERO, None
     ev_total = ZERO
     for ev in evals:
         ev_total = ev_total + _eval_time(run, ev, datasets, it_s, params)
-    ckpt = _checkpoint_gib(run, chosen)
     epochs_saved = 0 if run.is_control else run.epochs
     total_disk, _, _ = disk_gib([(1, epochs_saved, ckpt)], len(evals))
-    max_bs = _max_batch(run, site, chosen, info, calc)
+    max_bs, memory_note = _max_batch(run, site, chosen, info, calc)
     gpu_h = (train.value + ev_total.value) * run.gpus / 60.0
-    calc.append(f"GPU hours: ({train.value:.1f} + {ev_total.value:.1f}) min x {run.gpus} GPU / 60 "
-                f"= {gpu_h:.2f}")
+    unit = "CPU" if device == "cpu" else "GPU"
+    calc.append(f"{unit} hours: ({train.value:.1f} + {ev_total.value:.1f}) min x {run.gpus} "
+                f"{unit} / 60 = {gpu_h:.2f}")
+    source = "base model: evaluation only" if run.is_control else source + memory_note
     return RunEstimate(run.name, run.is_control, train, ev_total, len(evals), gpu_h, total_disk,
-                       ckpt, run.batch_size, max_bs, it_s, steps,
-                       "base model: evaluation only" if run.is_control else source,
-                       prelim and not run.is_control, tuple(calc))
+                       ckpt, run.batch_size, max_bs, it_s, steps, source,
+                       prelim and not run.is_control, tuple(calc), device)
 
 
-def _train_time(run: Run, info: DatasetInfo | None, chosen: list[PriorRun], calc: list[str],
+def _train_time(run: Run, info: DatasetInfo | None, chosen: list[PriorRun], device: str,
+                ckpt_gib: float, calc: list[str],
                 ) -> tuple[Span, float | None, int | None, str, bool]:
-    samples = info.count("train") if info else None
-    params = models.params_billions(run.model)
-    if chosen and samples:
-        prior = chosen[0]
-        return _from_prior(run, prior, chosen, samples, calc)
-    low, high = _table(EPOCH_MINUTES, params)
-    mid = (low + high) / 2
-    calc.append(f"no prior run{' and no dataset size' if not samples else ''} for {run.model}: "
-                f"fallback table {low}-{high} min/epoch x {run.epochs} epochs (preliminary)")
-    return (Span(mid * run.epochs, low * run.epochs, high * run.epochs), None, None,
+    shape = shape_of(run, info, device) if info else None
+    if chosen and shape:
+        scaled = any(p.model != run.model for p in chosen)
+        found = history_minutes(shape, chosen, scaled)
+        if found:
+            span, it_s, text = found
+            src = _sources(chosen, run)
+            calc.append(f"{run.name}: {text} (from {src})")
+            return span, it_s, shape.steps_per_epoch, src, False
+    return _fallback(run, shape, device, ckpt_gib, calc)
+
+
+def _sources(chosen: Sequence[PriorRun], run: Run) -> str:
+    names = [p.source for p in chosen]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    src = (f"prior run {shown}" if len(names) == 1 else f"{len(names)} prior runs: {shown}")
+    other = sorted({p.model for p in chosen if p.model != run.model})
+    if other:
+        ratio = size_ratio(SPEED_POINTS, run.model, other[0])
+        src += f" (scaled x{ratio:.2f} for model size, {other[0]} -> {run.model})"
+    return src
+
+
+def _fallback(run: Run, shape: Shape | None, device: str, ckpt_gib: float, calc: list[str],
+              ) -> tuple[Span, float | None, int | None, str, bool]:
+    """Seed 001's table (1B: 30-60 min per epoch of ~8,000 examples on a GPU), scaled by model
+    size (SPEED_POINTS), by the dataset's examples, and x20 on a CPU; plus model loading and
+    checkpoint saves (~14 s per GiB, the real 1B log's 33 s)."""
+    size = _interp(SPEED_POINTS, models.params_billions(run.model) or 1.24)
+    data = shape.samples / FALLBACK_EXAMPLES if shape else 1.0
+    k = size * data * (CPU_SLOWDOWN if device == "cpu" else 1.0)
+    low, high = EPOCH_MINUTES[0][1]
+    fixed = STARTUP_MIN + run.epochs * ckpt_gib * SAVE_S_PER_GIB / 60.0
+    span = Span((low + high) / 2 * k * run.epochs + fixed, low * k * run.epochs + fixed,
+                high * k * run.epochs + fixed)
+    calc.append(f"{run.name}: no prior run of {run.model} on this kind of device: fallback table "
+                f"{low}-{high} min/epoch (1B, {FALLBACK_EXAMPLES} examples, GPU) x {size:.3g} "
+                f"for model size x {data:.3g} for dataset size"
+                + (f" x {CPU_SLOWDOWN} on CPU" if device == "cpu" else "")
+                + f" x {run.epochs} epochs + {fixed:.2f} min loading and saves "
+                f"= {span.value:.2f} min (preliminary)")
+    return (span, None, shape.steps_per_epoch if shape else None,
             "fallback table (preliminary)", True)
-
-
-def _from_prior(run: Run, prior: PriorRun, chosen: list[PriorRun], samples: int,
-                calc: list[str]) -> tuple[Span, float | None, int | None, str, bool]:
-    steps = steps_per_epoch(samples, run.batch_size, run.gradient_accumulation_steps, run.gpus)
-    scale = size_ratio(SPEED_POINTS, run.model, prior.model)
-    rates = []
-    for p in chosen[:3]:
-        it = _it_per_s(p, run)
-        if it:
-            rates.append(it / size_ratio(SPEED_POINTS, run.model, p.model))
-    it_s = rates[0] if rates else 1.0
-    minutes = training_minutes(samples, run.batch_size, it_s, run.epochs,
-                               run.gradient_accumulation_steps, run.gpus)
-    spread = [training_minutes(samples, run.batch_size, r, run.epochs,
-                               run.gradient_accumulation_steps, run.gpus) for r in rates]
-    same_batch = prior.batch_size in (None, run.batch_size)
-    low = min(spread) * (0.9 if same_batch else 0.5)
-    high = max(spread) * (1.1 if same_batch else 1.5)
-    src = f"prior run {prior.source}"
-    if len(rates) > 1:
-        src = f"{len(rates)} prior runs: " + ", ".join(p.source for p in chosen[: len(rates)])
-    if scale != 1.0:
-        src += f" (scaled x{scale:.2f} for model size, {prior.model} -> {run.model})"
-        low, high = low * 0.75, high * 1.5
-    calc.append(f"{run.name}: steps/epoch = {samples} / ({run.batch_size} x "
-                f"{run.gradient_accumulation_steps} x {run.gpus}) = {steps}; "
-                f"{steps} / {it_s:.2f} it/s x {run.epochs} epochs = {minutes:.1f} min ({src})")
-    return Span(minutes, low, high), it_s, steps, src, False
-
-
-def _it_per_s(prior: PriorRun, run: Run) -> float | None:
-    """Prior speed at this run's batch size: sample throughput held constant across batch sizes."""
-    if prior.it_per_s is None:
-        return None
-    if prior.batch_size and prior.batch_size != run.batch_size:
-        return prior.it_per_s * prior.batch_size / run.batch_size
-    return prior.it_per_s
 
 
 def _eval_time(run: Run, ev: Evaluation, datasets: dict[str, DatasetInfo], it_s: float | None,
@@ -313,10 +506,17 @@ def _checkpoint_gib(run: Run, chosen: list[PriorRun]) -> float:
 
 
 def _max_batch(run: Run, site: Site, chosen: list[PriorRun], info: DatasetInfo | None,
-               calc: list[str]) -> float | None:
-    mem = [p for p in chosen if p.peak_memory_gib and p.batch_size]
+               calc: list[str]) -> tuple[float | None, str]:
+    """The batch-size ceiling from a prior's memory; the training peak is preferred.
+
+    A post-init figure ("GPU peak memory" printed after model init) under-reports the
+    training peak (the real 1B log: 2.35 GiB after init, 18.78 GiB in training), so a ceiling
+    drawn from it is said to be optimistic, in the calculation and in the source.
+    """
+    mem = sorted((p for p in chosen if p.peak_memory_gib and p.batch_size),
+                 key=lambda p: (p.model != run.model, p.peak_memory_kind != "training"))
     if site.gpu.type == "cpu" or not site.gpu.memory_gib or not mem:
-        return None
+        return None, ""
     prior = mem[0]
     assert prior.peak_memory_gib and prior.batch_size
     per_batch = prior.peak_memory_gib / prior.batch_size * size_ratio(MEMORY_POINTS, run.model,
@@ -326,12 +526,15 @@ def _max_batch(run: Run, site: Site, chosen: list[PriorRun], info: DatasetInfo |
         density = packing_density(info.mean_chars, run.system_prompt, run.max_seq_len)
     result = max_batch_size(site.gpu.memory_gib, per_batch, density)
     kind = prior.peak_memory_kind or "unknown kind of"
-    note = " (post-init figure: under-reports the training peak)" if kind == "post-init" else ""
+    post = kind == "post-init"
+    note = (" (only a post-init figure: it under-reports the training peak, so this maximum "
+            "is optimistic)" if post else "")
     calc.append(f"{run.name}: max batch = {site.gpu.memory_gib} GiB / {per_batch:.2f} GiB per "
                 f"sample x {SAFETY}"
                 + (f" / density {density:.1f} x {PACKED_SAFETY}" if density else "")
-                + f" = {result:.1f} (from {kind} peak of {prior.source}{note})")
-    return result
+                + f" = {result:.1f} (from the {kind} peak of {prior.source}{note})")
+    return result, ("; max batch from a post-init memory figure, which under-reports the "
+                    "training peak" if post else "")
 
 
 # --- whole plan ------------------------------------------------------------------------------
@@ -349,7 +552,7 @@ def estimate_plan(exp: Expansion, site: Site, priors: Sequence[PriorRun],
     eval_gh = sum(r.eval_minutes.value * gpus[r.name] for r in runs) / 60
     return PlanEstimate(runs, train, evals, train_gh + eval_gh, train_gh, eval_gh, total_disk,
                         ckpt_disk, log_disk, scenarios(runs, site.gpu.count),
-                        any(r.preliminary for r in runs))
+                        any(r.preliminary for r in runs), device_of(site))
 
 
 def scenarios(runs: Sequence[RunEstimate], site_gpus: int) -> tuple[Scenario, ...]:

@@ -90,8 +90,11 @@ def _finetune(status: StatusFile, run_name: str, a: Analysis, ctx: RenderContext
         "epochs": run.epochs, "train_samples": dataset.count("train") if dataset else None,
         "params_b": models.params_billions(run.model),
     }
+    # The estimate recorded at submission is what the run is judged against; a run
+    # submitted before estimates were recorded gets today's.
     est = a.estimate.run(run_name)
-    estimate = {"train_minutes": round(est.train_minutes.value, 3), "source": est.source}
+    estimate = step.estimate or {"train_minutes": round(est.train_minutes.value, 3),
+                                 "source": est.source}
     new = step.moved(step.status, "", output=str(ck), metrics=_clean(metrics),
                      config=_clean(config), estimate=estimate)
     return status.with_step(run_name, None, new)

@@ -24,6 +24,7 @@ from typing import Any
 
 from tunegit import status as status_mod
 from tunegit.analysis import analyse
+from tunegit.calibration import accuracy_sentence, load_pairs, summarise
 from tunegit.errors import PlanError, Problem, TunegitError
 from tunegit.expand import Run
 from tunegit.loader import Located
@@ -111,6 +112,7 @@ class PlanDiff:
     head: str
     experiments: tuple[ExperimentDiff, ...]
     problems: tuple[Problem, ...] = ()  # immutability violations, located in the head plan
+    accuracy: str = ""  # how accurate estimates have been on this repository's history
 
     @property
     def empty(self) -> bool:
@@ -259,6 +261,8 @@ def markdown(diff: PlanDiff) -> str:
              f"{n} experiment{'s' * (n != 1)} changed, "
              f"**{_signed(d.gpu_hours)} GPU-h**, {_signed_duration(d.minutes)} sequential, "
              f"{_signed(d.disk_gib, '.1f')} GiB disk", ""]
+    if diff.accuracy:
+        lines += [diff.accuracy, ""]
     if diff.problems:
         lines += ["**Refused:** submitted runs are immutable.", "", "```"]
         lines += [p.format() for p in diff.problems] + ["```", ""]
@@ -385,7 +389,8 @@ def _diff(base_ws: Workspace, head_ws: Workspace, base: str, head: str) -> PlanD
     experiments = diff_snapshots(base_snaps, head_snaps)
     problems = tuple(violation_problem(e, c, head_snaps[e.name].located)
                      for e in experiments for c in e.violations)
-    return PlanDiff(base, head, experiments, problems)
+    accuracy = accuracy_sentence(summarise(load_pairs(head_ws))) if experiments else ""
+    return PlanDiff(base, head, experiments, problems, accuracy)
 
 
 def immutability_problems(ws: Workspace, base: str) -> list[Problem]:

@@ -39,6 +39,18 @@ class PriorRun:
     checkpoint_gib: float | None = None
     train_minutes: float | None = None  # measured wall time of the whole fine-tuning job
     estimated_train_minutes: float | None = None
+    steps_per_epoch: int | None = None  # measured (the progress bar's N)
+    mean_tokens: float | None = None  # tokens per example, when recorded
+    checkpoint_save_s: float | None = None  # seconds per epoch's checkpoint save, when logged
+
+    @property
+    def device(self) -> str:
+        """``cpu`` or ``gpu``: speeds are never carried from one kind of device to the other."""
+        return device_of(self.gpu_type)
+
+
+def device_of(gpu_type: str) -> str:
+    return "cpu" if gpu_type.lower() == "cpu" else "gpu"
 
 
 FIELDS = {f.name for f in dataclasses.fields(PriorRun)}
@@ -67,6 +79,9 @@ class PriorRow(BaseModel):
     checkpoint_gib: _Pos | None = None
     train_minutes: _Pos | None = None
     estimated_train_minutes: _Pos | None = None
+    steps_per_epoch: _PosInt | None = None
+    mean_tokens: _Pos | None = None
+    checkpoint_save_s: _Pos | None = None
 
 
 class PriorsFile(BaseModel):

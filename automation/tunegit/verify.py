@@ -39,9 +39,14 @@ class DatasetInfo:
     size_bytes: int
     splits: tuple[tuple[str, int], ...]
     mean_chars: float  # mean characters of input + output per example
+    max_chars: float = 0.0  # the longest example's input + output (0: not measured)
 
     def count(self, split: str) -> int | None:
         return dict(self.splits).get(split)
+
+    @property
+    def longest_chars(self) -> float:
+        return max(self.max_chars, self.mean_chars)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +66,13 @@ def read_dataset(path: Path, shown: str) -> DatasetInfo:
     chars = [len(str(r.get("input", ""))) + len(str(r.get("output", ""))) for r in rows]
     return DatasetInfo(shown, str(path), path.stat().st_size,
                        tuple((k, len(v)) for k, v in data.items()),
-                       sum(chars) / len(chars) if chars else 0.0)
+                       sum(chars) / len(chars) if chars else 0.0, float(max(chars, default=0)))
+
+
+def _inside(path: Path, *roots: Path) -> bool:
+    """Whether ``path``, symlinks resolved, lies under one of ``roots`` (resolved too)."""
+    real = path.resolve()
+    return any(real.is_relative_to(root.resolve()) for root in roots)
 
 
 def _find_dataset(ws: Workspace, site: Site, rel: str) -> tuple[Path | None, bool]:
@@ -112,6 +123,12 @@ def verify(ws: Workspace, plan: Plan, site: Site, exp: Expansion, doc: Located) 
     for i, task in enumerate(plan.evaluation.tasks):
         path = ws.root / task.script
         ok = path.is_file()
+        if ok and not _inside(path, ws.root):
+            errors.append(doc.problem(("evaluation", "tasks", i, "script"),
+                                      f"{task.script} resolves outside the repository "
+                                      f"(to {path.resolve()}): a symlink out of its root",
+                                      hint="commit the task script itself, not a link to it"))
+            continue
         checks.append(Check("VERIFY_EVAL_SCRIPT", task.name, f"ls {task.script}",
                             "file exists" if ok else "missing", ok,
                             "the inspect-ai task every evaluation of this task runs"))
@@ -152,6 +169,12 @@ def _verify_dataset(ws: Workspace, site: Site, rel: str, needed: set[str], doc: 
         return None, Check("VERIFY_DATASET", rel, command, "missing", False, "training data"), \
             doc.problem(where, f"dataset {rel} not found",
                         hint="generate it (tasks/capitalization/generate.py) or fix the path")
+    roots = [ws.root] + ([ws.site_dir(site.data_dir)] if site.data_dir else [])
+    if not Path(rel).is_absolute() and not _inside(found, *roots):
+        return None, Check("VERIFY_DATASET", rel, command, "outside its root", False, ""), \
+            doc.problem(where, f"dataset {rel} resolves outside the repository and data_dir "
+                        f"(to {found.resolve()}): a symlink out of its root",
+                        hint="commit the dataset itself, or name it by its absolute path")
     try:
         info = read_dataset(found, rel)
     except (ValueError, OSError, RecursionError) as exc:

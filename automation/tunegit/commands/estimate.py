@@ -25,7 +25,7 @@ def as_json(est: PlanEstimate) -> dict[str, Any]:
         "control": r.is_control, "evaluations": r.evaluations, "preliminary": r.preliminary,
         "train_minutes_range": _span(r.train_minutes), "eval_minutes_range": _span(r.eval_minutes),
         "max_batch_size": None if r.max_batch_size is None else round(r.max_batch_size, 1),
-        "it_per_s": r.it_per_s, "steps_per_epoch": r.steps_per_epoch,
+        "it_per_s": r.it_per_s, "steps_per_epoch": r.steps_per_epoch, "device": r.device,
     } for r in est.runs]
     # Totals are the sums of the rounded per-run figures, so a reader's own sum agrees exactly.
     totals: dict[str, Any] = {
@@ -40,7 +40,14 @@ def as_json(est: PlanEstimate) -> dict[str, Any]:
                                "eval_minutes": round(s.eval_minutes, 2)} for s in est.scenarios},
         "preliminary": est.preliminary,
     })
-    return {"runs": runs, "totals": totals}
+    # `gpu_hours` keeps its name for compatibility; on a CPU site ("device": "cpu") the
+    # figures are CPU-hours.
+    return {"device": est.device, "hours_unit": _unit(est) + "-hours", "runs": runs,
+            "totals": totals}
+
+
+def _unit(est: PlanEstimate) -> str:
+    return "CPU" if est.device == "cpu" else "GPU"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -52,14 +59,18 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(as_json(est), indent=2))
         return 0
     warn(analysis.warnings)
-    out(f"{'run':<40} {'train':>9} {'eval':>9} {'GPU-h':>7} {'disk GiB':>9} {'batch':>6}  source")
+    unit = _unit(est)
+    out(f"{'run':<40} {'train':>9} {'eval':>9} {unit + '-h':>7} {'disk GiB':>9} {'batch':>6}  "
+        "source")
     for r in est.runs:
         out(f"{r.name:<40} {minutes(r.train_minutes.value):>9} {minutes(r.eval_minutes.value):>9} "
             f"{r.gpu_hours:>7.2f} {r.disk_gib:>9.2f} {r.batch_size:>6}  {r.source}")
     out(f"{'total':<40} {minutes(est.train_minutes.value):>9} {minutes(est.eval_minutes.value):>9} "
         f"{est.gpu_hours:>7.2f} {est.disk_gib:>9.2f}")
     for s in est.scenarios:
-        out(f"  {s.name} ({s.gpus} GPU): {minutes(s.total_minutes)} wall-clock")
+        out(f"  {s.name} ({s.gpus} {unit}): {minutes(s.total_minutes)} wall-clock")
+    if est.device == "cpu":
+        out("  on this CPU site the hours are CPU-hours, not GPU-hours")
     if est.preliminary:
         out("  some figures come from fallback tables: preliminary")
     return 0
