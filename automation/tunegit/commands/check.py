@@ -109,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
         if not args.quiet:
             e = a.estimate
             out(f"{a.plan_rel}: ok: {len(a.expansion.runs)} runs, {len(a.expansion.evaluations)} "
-                f"evaluations, {e.gpu_hours:.2f} GPU-h, {e.disk_gib:.1f} GiB"
+                f"evaluations, {e.gpu_hours:.2f} {e.device.upper()}-h, {e.disk_gib:.1f} GiB"
                 + (" (preliminary estimates)" if e.preliminary else ""))
     if args.base:
         from tunegit.plandiff import immutability_problems
