@@ -14,6 +14,15 @@ import tempfile
 import traceback
 from collections.abc import Callable, Iterable
 
+# Line breaks and other control characters a plan value may carry, shown escaped: one
+# problem is one line, so a value cannot forge further lines (or CI workflow commands).
+_ESCAPES = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7F, 0x85, 0x2028, 0x2029)
+            if c != 0x09}
+
+
+def one_line(text: str) -> str:
+    return text.translate(_ESCAPES)
+
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
@@ -32,9 +41,8 @@ class Problem:
             where += f":{self.line}"
             if self.col is not None:
                 where += f":{self.col}"
-        head = (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
+        message, field = one_line(self.message), one_line(self.field)
+        head = f"{where}: {field}: {message}" if field else f"{where}: {message}"
         return f"{head}\n  hint: {self.hint}" if self.hint else head
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import git
 
+from tunegit.crashpoints import crashpoint
 from tunegit.errors import TunegitError
 from tunegit.records import Transition
 from tunegit.states import STATUS_STATES
@@ -24,6 +25,9 @@ from tunegit.states import STATUS_STATES
 COMMITTER_ENV = "TUNEGIT_COMMITTER"  # set for tunegit's own commits; the guard-status hook reads it
 OWN_TRAILER = "Tunegit-Experiment"  # every status commit carries it: how the watcher knows its own
 STATUS_PREFIX = "status"
+# A .git/index.lock older than this was left by a killed git (the watcher holds its own
+# lock, and the checkout is tunegit's alone): removed. A younger one: retried next cycle.
+STALE_LOCK_S = 120.0
 
 
 class GitStoreError(TunegitError):
@@ -160,7 +164,24 @@ class GitStore:
         out = self._git("status", "--porcelain", "--untracked-files=no", "-z")
         return sorted(entry[3:] for entry in out.split("\0") if entry)
 
+    def clear_stale_lock(self, now: float | None = None) -> bool:
+        """Remove an index.lock a killed git left behind; refuse a fresh one (True: removed)."""
+        lock = self.git_dir / "index.lock"
+        try:
+            age = (time.time() if now is None else now) - lock.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        if age < STALE_LOCK_S:
+            raise GitStoreError(
+                f"{lock} exists ({age:.0f} s old): another git process is working in the "
+                "watcher's checkout",
+                hint=f"the next cycle retries; a lock older than {STALE_LOCK_S:.0f} s is "
+                "treated as left by a killed git and removed")
+        lock.unlink(missing_ok=True)
+        return True
+
     def check_checkout(self) -> None:
+        self.clear_stale_lock()
         if self.repo.head.is_detached:
             raise GitStoreError(
                 f"{self.root}: HEAD is detached; the watcher follows the branch {self.branch!r}",
@@ -289,7 +310,9 @@ class GitStore:
             if not self.unpushed():
                 return PushResult(True, attempt - 1)
             try:
+                crashpoint("before_push")
                 self._git("push", "--quiet", self.remote, f"HEAD:refs/heads/{self.branch}")
+                crashpoint("after_push")
                 self._git("update-ref", self.remote_ref, self.head())
                 return PushResult(True, attempt)
             except git.GitCommandError as exc:
@@ -303,7 +326,29 @@ class GitStore:
                 return PushResult(False, attempt, str(exc))
         return PushResult(False, self.attempts, error)
 
-    # history
+    # history and signatures
+
+    def commits_between(self, base: str, tip: str) -> list[str]:
+        return [s for s in self._git("rev-list", f"{base}..{tip}").split() if s]
+
+    def files_of(self, sha: str) -> list[str]:
+        out = self._git("diff-tree", "--no-commit-id", "--name-only", "-r", "-m", "--root", sha)
+        return [f for f in out.split("\n") if f]
+
+    def describe(self, sha: str) -> str:
+        return f"{sha[:10]} ({self._git('log', '-1', '--format=%an: %s', sha).strip()})"
+
+    def verify_commit(self, sha: str) -> tuple[bool, str]:
+        """`git verify-commit`: (valid, why not) with the checkout's trusted keys."""
+        try:
+            self._git("verify-commit", sha)
+        except git.GitCommandError as exc:
+            raw = exc.stderr if isinstance(exc.stderr, str) else ""
+            lines = [x for x in raw.strip().removeprefix("stderr:").strip(" '\n").splitlines()
+                     if x.strip()]
+            return False, lines[-1].strip() if lines else "the commit is not signed"
+        return True, ""
+
 
     def changed_experiments(self, since: str | None, until: str) -> set[str] | None:
         """Experiments touched by human commits in since..until; None means "all of them"."""

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-NAME_PATTERN = r"^[A-Za-z0-9._-]+$"
+NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"  # no leading dot: never `.` or `..`
 Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=200)]
 PositiveInt = Annotated[int, Field(gt=0)]
 # Bounds that keep a typo (epochs: 1000000000) from turning `check` into a denial of service.

@@ -102,6 +102,10 @@ def _names(plan: Plan, doc: Located, exp: Expansion) -> list[Problem]:
     problems += [doc.problem(where, f"run name {r.name!r} has characters outside [A-Za-z0-9._-]",
                              hint="change `run_name` or the factor levels")
                  for r in exp.runs if not VALID_NAME.match(r.name)]
+    problems += [doc.problem(where, f"run name {r.name!r} starts with '.': a run directory "
+                             "would be hidden, or the parent directory",
+                             hint="start run names with a letter or digit")
+                 for r in exp.runs if r.name.startswith(".")]
     tasks = Counter(t.name for t in plan.evaluation.tasks)
     problems += [doc.problem(("evaluation", "tasks"), f"task name {name!r} is used {n} times")
                  for name, n in tasks.items() if n > 1]

@@ -10,6 +10,13 @@ One cycle (`reconcile_once`), for cron, scrontab or the `watch` daemon:
 5. `engine.cycle(...)` with plan_commit = the newest human commit on the branch;
 6. at most one commit for the status files written, then push (rebase and retry);
 7. record the reconciled commit in .git/tunegit-state.json.
+
+Trust: only the protected branch is fetched and acted on. An experiment whose site sets
+`require_signed_commits: true` is reconciled only when the commit whose tree the watcher
+runs (the plan commit) carries a valid signature (`git verify-commit`, with the keys of
+the checkout's git config, e.g. `gpg.ssh.allowedSignersFile`), and every commit above it
+is a status commit that touches runs_status.yaml files only (a forged trailer on a commit
+that changes anything else is refused).
 """
 
 from __future__ import annotations
@@ -25,10 +32,13 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import git
+
 from tunegit import engine
 from tunegit import status as status_mod
+from tunegit.crashpoints import crashpoint
 from tunegit.errors import TunegitError
-from tunegit.gitstore import GitStore, PushResult, status_message
+from tunegit.gitstore import GitStore, GitStoreError, PushResult, status_message
 from tunegit.records import CycleResult
 from tunegit.states import LIVE_STATES, PENDING
 from tunegit.workspace import STATUS_FILE, Workspace
@@ -159,7 +169,24 @@ def reconcile_once(config: WatchConfig, *, executor_for: engine.ExecutorFactory 
     with locked(store.git_dir) as ok:
         if not ok:
             return CycleReport("", (), skipped="another reconcile holds the lock; skipped")
-        return _cycle(store, executor_for, now, cycle or engine.cycle)
+        try:
+            return _cycle(store, executor_for, now, cycle or engine.cycle)
+        except git.GitCommandError as exc:  # any git failure is a clear stop, never a traceback
+            raise GitStoreError(f"{store.root}: `git {_subcommand(exc)}` failed: "
+                                f"{_stderr_text(exc)}",
+                                hint="nothing was pushed by this cycle; fix the checkout, and "
+                                "the next cycle retries (status already written is kept)"
+                                ) from exc
+
+
+def _subcommand(exc: git.GitCommandError) -> str:
+    argv = exc.command if isinstance(exc.command, list) else str(exc.command).split()
+    return " ".join(str(a) for a in argv[1:3])
+
+
+def _stderr_text(exc: git.GitCommandError) -> str:
+    text = exc.stderr if isinstance(exc.stderr, str) else str(exc.stderr or "")
+    return text.strip().removeprefix("stderr:").strip().strip("'").strip() or str(exc)
 
 
 def _cycle(store: GitStore, executor_for: engine.ExecutorFactory | None,
@@ -174,23 +201,70 @@ def _cycle(store: GitStore, executor_for: engine.ExecutorFactory | None,
     live = {n for n in names if has_work(_status_of(ws, n), pending=False)}
     chosen = select(names, store.changed_experiments(state.reconciled, synced.remote), live,
                     state.active)
+    refused = untrusted(store, ws, chosen, plan_commit, synced.remote)
+    allowed = tuple(n for n in chosen if n not in refused)
     result = CycleResult((), (), 0, 0)
     commit = None
-    if chosen:
+    if allowed:
         if executor_for is None:
             from tunegit.executors import executor_factory
 
             executor_for = executor_factory(ws)
-        result = cycle(ws, chosen, now=now(), plan_commit=plan_commit,
+        result = cycle(ws, allowed, now=now(), plan_commit=plan_commit,
                        executor_for=executor_for)
         if result.written:
             message = status_message(result.transitions, plan_commit, _names(result))
+            crashpoint("before_commit")
             commit = store.commit(result.written, message)
+            crashpoint("after_commit")
     push = store.push() if store.unpushed() else None
     active = tuple(n for n in chosen if has_work(_status_of(ws, n), pending=True))
+    crashpoint("before_state_save")
     WatchState(synced.remote, active).save(state_path)
     return CycleReport(plan_commit, chosen, len(result.transitions), commit, push,
-                       result.errors, result.live, result.pending)
+                       tuple(refused.values()) + result.errors, result.live, result.pending)
+
+
+# --- trust: signed commits where the site asks for them ----------------------------------------
+
+def requires_signature(ws: Workspace, name: str) -> bool:
+    """Whether the experiment's site sets require_signed_commits (an unreadable plan or site
+    is left to the engine, which reports it and submits nothing)."""
+    try:
+        plan = ws.load_plan(ws.experiment_dir(name) / "experiment.yaml").plan
+        return ws.load_site(plan.site).require_signed_commits
+    except TunegitError:
+        return False
+
+
+def trust_problem(store: GitStore, plan_commit: str, tip: str) -> str:
+    """'' when the plan commit is validly signed and everything above it is a status-only
+    commit; else why not."""
+    for sha in store.commits_between(plan_commit, tip):
+        others = [p for p in store.files_of(sha) if Path(p).name != STATUS_FILE]
+        if others:
+            return (f"commit {sha[:10]} carries tunegit's trailer but changes "
+                    f"{', '.join(others[:3])}: only runs_status.yaml files may change above "
+                    "the signed plan commit")
+    ok, detail = store.verify_commit(plan_commit)
+    if ok:
+        return ""
+    return f"the plan commit {store.describe(plan_commit)} has no valid signature ({detail})"
+
+
+def untrusted(store: GitStore, ws: Workspace, chosen: Sequence[str], plan_commit: str,
+              tip: str) -> dict[str, str]:
+    """Experiments refused this cycle because their site requires signed commits."""
+    strict = [n for n in chosen if requires_signature(ws, n)]
+    if not strict:
+        return {}
+    problem = trust_problem(store, plan_commit, tip)
+    if not problem:
+        return {}
+    hint = ("hint: sign the commit (`git commit -S`, or a signed merge) with a key the "
+            "watcher trusts (gpg.ssh.allowedSignersFile or the GPG keyring of its checkout)")
+    return {n: f"{n}: its site requires signed commits and {problem}; nothing reconciled "
+            f"for it\n  {hint}" for n in strict}
 
 
 def _names(result: CycleResult) -> list[str]:

@@ -1,0 +1,222 @@
+"""Git faults on real git (bare origin + clones): pushes rejected again and again by real
+concurrent pushes, a stale or fresh index.lock, a force-pushed main, a detached or dirty
+checkout, an origin that cannot be reached for fetch or for push. The watcher either
+recovers or stops with a clear message (exit 1, never a traceback); it never rewrites
+history, never commits a file other than runs_status.yaml, and never loses a status change.
+
+The cycle is the real engine with the real local executor (the plan's model is absent, so
+its jobs fail in a second); nothing is faked. The concurrent pushes come from a real
+`pre-push` hook in the watcher's clone that pushes a human commit from another clone: the
+remote moves between the watcher's fetch and its push, as when a merge lands at that moment.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from gitfixtures import (  # noqa: F401 (pytest fixtures)
+    clone,
+    commit_all,
+    git,
+    git_env_fixture,
+    origin_fixture,
+    plan_text,
+    tunegit,
+)
+from tunegit.gitstore import STALE_LOCK_S, GitStore, GitStoreError
+from tunegit.watcher import WatchConfig, reconcile_once
+from tunegit.workspace import STATUS_FILE
+
+pytestmark = pytest.mark.usefixtures("git_env")
+
+
+def setup(origin: Path, tmp_path: Path, name: str = "exp1") -> tuple[Path, Path, str]:
+    laptop, watcher = clone(origin, tmp_path / "laptop"), clone(origin, tmp_path / "w")
+    path = laptop / "experiments" / name / "experiment.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(plan_text(name))
+    assert tunegit(["-C", str(laptop), "check", "--write", "-q", f"experiments/{name}"]) == 0
+    sha = commit_all(laptop, f"Plan {name}")
+    git(laptop, "push", "-q", "origin", "HEAD:main")
+    return laptop, watcher, sha
+
+
+def history(origin: Path) -> list[str]:
+    return git(origin, "rev-list", "main").split()
+
+
+def own_commits_touch_status_only(repo: Path, since: str) -> None:
+    store = GitStore(repo)
+    for sha in git(repo, "rev-list", f"{since}..HEAD").split():
+        if store.is_own(sha):
+            assert all(Path(f).name == STATUS_FILE for f in store.files_of(sha)), sha
+
+
+def racing_hook(watcher: Path, human: Path, times: int) -> Path:
+    """pre-push in the watcher's clone: the first `times` pushes race a human push."""
+    counter = watcher / ".git" / "race-count"
+    hook = watcher / ".git" / "hooks" / "pre-push"
+    hook.write_text(
+        "#!/bin/bash\n"
+        "unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE\n"
+        f"n=$(cat {counter} 2>/dev/null || echo 0)\n"
+        f'[ "$n" -ge {times} ] && exit 0\n'
+        f"echo $((n + 1)) > {counter}\n"
+        f"git -C {human} pull -q --rebase origin main >/dev/null\n"
+        f'echo "note $n" >> {human}/NOTES.md\n'
+        f"git -C {human} add NOTES.md && git -C {human} commit -qm \"Human change $n\"\n"
+        f"git -C {human} push -q origin HEAD:main\n")
+    hook.chmod(0o755)
+    return counter
+
+
+@pytest.mark.slow
+def test_push_rejected_four_times_then_lands_on_top(origin: Path, tmp_path: Path) -> None:
+    laptop, watcher, plan_sha = setup(origin, tmp_path)
+    racing_hook(watcher, laptop, times=4)
+    report = reconcile_once(WatchConfig(watcher, push_attempts=5, backoff_s=0))
+    assert report.push is not None and report.push.pushed and report.push.attempts == 5
+    humans = git(laptop, "log", "--format=%H", "--grep=^Human change", "main").split()
+    assert len(humans) == 4
+    main = history(origin)
+    assert all(h in main for h in humans) and plan_sha in main  # nothing rewritten or lost
+    assert GitStore(watcher).is_own(main[0])  # the status commit replayed on top
+    assert "status: submitted" not in git(origin, "log", "-1", "--format=%s", "main")
+    assert "submitted" in git(origin, "show", f"main:experiments/exp1/{STATUS_FILE}")
+    assert git(watcher, "status", "--porcelain") == ""
+    own_commits_touch_status_only(watcher, plan_sha)
+
+
+@pytest.mark.slow
+def test_push_rejected_every_time_keeps_the_commit_and_the_next_cycle_pushes(
+        origin: Path, tmp_path: Path) -> None:
+    laptop, watcher, plan_sha = setup(origin, tmp_path)
+    counter = racing_hook(watcher, laptop, times=100)
+    report = reconcile_once(WatchConfig(watcher, push_attempts=3, backoff_s=0))
+    assert report.push is not None and not report.push.pushed
+    assert "push failed after 3 attempt(s), kept local" in report.summary()
+    local = git(watcher, "rev-parse", "HEAD").strip()
+    assert GitStore(watcher).is_own(local) and local not in history(origin)
+    counter.write_text("1000\n")  # the race stops
+    again = reconcile_once(WatchConfig(watcher, push_attempts=3, backoff_s=0))
+    assert again.push is None or again.push.pushed
+    shown = git(origin, "show", f"main:experiments/exp1/{STATUS_FILE}")
+    assert "status: submitted" in shown or "status: running" in shown or "status: failed" in shown
+    assert len(git(origin, "log", "--format=%H", "--grep=^Human change", "main").split()) == 3
+    own_commits_touch_status_only(watcher, plan_sha)
+
+
+def test_a_stale_index_lock_is_removed_and_a_fresh_one_waits(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, watcher, _ = setup(origin, tmp_path)
+    lock = watcher / ".git" / "index.lock"
+    lock.write_text("")
+    capsys.readouterr()
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 1
+    err = capsys.readouterr().err
+    assert "another git process is working in the watcher's checkout" in err
+    assert "Traceback" not in err and lock.exists()
+    old = time.time() - STALE_LOCK_S - 5
+    os.utime(lock, (old, old))  # a killed git left it long ago
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 0
+    assert not lock.exists()
+    assert git(watcher, "rev-parse", "HEAD") == git(origin, "rev-parse", "main")
+
+
+def test_a_force_pushed_main_stops_the_watcher_without_rewriting(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    laptop, watcher, plan_sha = setup(origin, tmp_path)
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 0  # status pushed
+    before_watcher = git(watcher, "rev-parse", "HEAD").strip()
+    git(laptop, "fetch", "-q", "origin")
+    git(laptop, "reset", "-q", "--hard", f"{plan_sha}~1")  # drops the plan and its status
+    (laptop / "OTHER.md").write_text("rewritten\n")
+    commit_all(laptop, "Rewritten history")
+    git(laptop, "push", "-q", "--force", "origin", "HEAD:main")
+    forced = git(origin, "rev-parse", "main").strip()
+    capsys.readouterr()
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 1
+    err = capsys.readouterr().err
+    assert "has diverged" in err and "never rewrites history" in err and "Traceback" not in err
+    assert git(origin, "rev-parse", "main").strip() == forced  # the watcher pushed nothing
+    assert git(watcher, "rev-parse", "HEAD").strip() == before_watcher  # kept, not reset
+
+
+@pytest.mark.parametrize("fault", ["detached", "other-branch", "dirty-tracked", "staged"])
+def test_a_checkout_the_watcher_may_not_act_on_is_refused(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], fault: str) -> None:
+    _, watcher, _ = setup(origin, tmp_path)
+    git(watcher, "pull", "-q", "--ff-only")
+    if fault == "detached":
+        git(watcher, "checkout", "-q", "--detach")
+        expected = "HEAD is detached"
+    elif fault == "other-branch":
+        git(watcher, "checkout", "-q", "-b", "feature")
+        expected = "on branch 'feature'"
+    elif fault == "dirty-tracked":
+        (watcher / "sites/local.yaml").write_text("executor: local\n# edited on the cluster\n")
+        expected = "uncommitted changes in sites/local.yaml"
+    else:
+        (watcher / "EXTRA.md").write_text("staged by someone\n")
+        git(watcher, "add", "EXTRA.md")
+        expected = "uncommitted changes in EXTRA.md"
+    before = git(origin, "rev-parse", "main")
+    capsys.readouterr()
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and "hint:" in err and "Traceback" not in err
+    assert git(origin, "rev-parse", "main") == before
+
+
+def test_untracked_files_in_the_checkout_are_never_committed(origin: Path,
+                                                             tmp_path: Path) -> None:
+    _, watcher, plan_sha = setup(origin, tmp_path)
+    (watcher / "scratch.txt").write_text("not for git\n")
+    (watcher / "tasks" / "notes.md").write_text("untracked\n")
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 0
+    files = git(origin, "diff", "--name-only", plan_sha, "main").split()
+    assert files == [f"experiments/exp1/{STATUS_FILE}"]
+    own_commits_touch_status_only(watcher, plan_sha)
+
+
+def test_fetch_failure_stops_with_a_message_and_the_next_cycle_recovers(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, watcher, _ = setup(origin, tmp_path)
+    git(watcher, "remote", "set-url", "origin", str(tmp_path / "unreachable.git"))
+    capsys.readouterr()
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot fetch 'main' from 'origin'" in err and "Traceback" not in err
+    assert "the next cycle retries" in err
+    git(watcher, "remote", "set-url", "origin", str(origin))
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 0
+    assert "submitted" in git(origin, "show", f"main:experiments/exp1/{STATUS_FILE}")
+
+
+def test_push_failure_keeps_the_status_commit_local_until_the_network_is_back(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, watcher, plan_sha = setup(origin, tmp_path)
+    git(watcher, "remote", "set-url", "--push", "origin", str(tmp_path / "unreachable.git"))
+    capsys.readouterr()
+    assert tunegit(["-C", str(watcher), "reconcile", "--once", "--push-attempts", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "push failed after 2 attempt(s), kept local" in out
+    local = git(watcher, "rev-parse", "HEAD").strip()
+    assert local != plan_sha and git(origin, "rev-parse", "main").strip() == plan_sha
+    git(watcher, "remote", "set-url", "--push", "origin", str(origin))
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 0
+    assert git(origin, "merge-base", "--is-ancestor", local, "main") == ""  # landed as is
+
+
+def test_git_errors_inside_a_cycle_are_a_clear_stop(origin: Path, tmp_path: Path) -> None:
+    """A git failure the store did not foresee (here: the remote's branch is gone) becomes
+    a GitStoreError with the git command and its stderr, never a traceback."""
+    _, watcher, _ = setup(origin, tmp_path)
+    git(origin, "update-ref", "-d", "refs/heads/main")
+    with pytest.raises(GitStoreError) as info:
+        reconcile_once(WatchConfig(watcher, backoff_s=0))
+    assert "main" in info.value.format()
