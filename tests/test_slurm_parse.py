@@ -530,3 +530,15 @@ def test_backoff_is_seeded_bounded_and_grows() -> None:
     assert all(90 <= d <= 110 for d in delays[4:])
     assert delays != [Backoff(10, 100, 2, 0.1, 4).delay(n) for n in range(8)]
     assert Backoff(jitter=0).delay(10_000) == 600.0
+
+
+def test_site_extra_options_reach_single_jobs_and_arrays(tmp_path: Path) -> None:
+    """slurm.extra_sbatch travels in Resources, so an array (whose wrapper has no #SBATCH
+    lines) asks for the same as a single job."""
+    res = Resources(cpus=2, mem_gb=4, time_minutes=30, extra=("--mail-type=END",))
+    jobs = [JobSpec(f"tg.e.r{i}.ft", tmp_path / f"r{i}" / "finetune.slurm", tmp_path / f"r{i}",
+                    tmp_path / f"r{i}" / "ft.log", res) for i in range(2)]
+    assert "--mail-type=END" in sp.sbatch_argv(jobs[0])
+    assert "--mail-type=END" in sp.sbatch_array_argv(sp.plan_array(jobs))
+    assert "--mail-type=END" not in sp.sbatch_argv(
+        JobSpec("x", tmp_path / "s", tmp_path, tmp_path / "l", Resources()))

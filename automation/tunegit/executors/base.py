@@ -26,6 +26,7 @@ class Resources:
     account: str = ""
     qos: str = ""
     constraint: str = ""
+    extra: tuple[str, ...] = ()  # further sbatch options from the site, e.g. --mail-type=END
 
 
 @dataclasses.dataclass(frozen=True)

@@ -56,6 +56,10 @@ def run_command(argv: Sequence[str]) -> Completed:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
 
 
+# What sbatch prints when SLURM itself refuses a job (bad partition, over QOS, ...).
+REFUSED = "Batch job submission failed"
+
+
 class SchedulerError(RuntimeError):
     """A SLURM command failed in a way the caller should retry later (not a job failure)."""
 
@@ -118,17 +122,20 @@ class SlurmExecutor:
             return {group[0].name: self._sbatch(group[0].name, sp.sbatch_argv(group[0]))}
         plan = sp.plan_array(group)
         write_atomic(plan.wrapper, sp.render_array_wrapper(plan))
-        array_id = self._sbatch(plan.name, sp.sbatch_array_argv(plan))
+        array_id = self._sbatch(plan.name, sp.sbatch_array_argv(plan), recover=False)
         return {job.name: f"{array_id}_{index}" for index, job in enumerate(group)}
 
     @staticmethod
     def _after(job: JobSpec, known: Mapping[str, str], ids: Mapping[str, str]) -> list[str]:
         return [ids.get(parent) or known[parent] for parent in job.after]
 
-    def _sbatch(self, job_name: str, argv: Sequence[str]) -> str:
+    def _sbatch(self, job_name: str, argv: Sequence[str], *, recover: bool = True) -> str:
         try:
             result = self.runner(argv)
         except subprocess.TimeoutExpired:
+            found = self._recover(job_name) if recover else None
+            if found:
+                return found
             raise SubmitError(
                 job_name,
                 "sbatch timed out: the job may be queued; poll its name before submitting again",
@@ -138,8 +145,17 @@ class SlurmExecutor:
         job_id = sp.parse_sbatch_id(result.stdout)
         if result.returncode != 0 or not job_id:
             message = result.stderr.strip() or result.stdout.strip() or f"rc={result.returncode}"
+            refused = REFUSED in result.stderr
+            found = self._recover(job_name) if recover and not refused else None
+            if found:
+                return found
             raise SubmitError(job_name, message)
         return job_id
+
+    def _recover(self, job_name: str) -> str | None:
+        """sbatch failed without SLURM's refusal: did the job go in anyway (a lost reply)?"""
+        answer = self.poll((), [job_name])
+        return answer.names.get(job_name) if answer.ok else None
 
     # ------------------------------------------------------------ poll
 

@@ -114,7 +114,7 @@ def resource_flags(resources: Resources) -> list[str]:
         ("--constraint", resources.constraint),
     )
     flags += [f"{flag}={value}" for flag, value in optional if value]
-    return flags
+    return flags + list(resources.extra)
 
 
 def dependency_flags(after_ids: Sequence[str]) -> list[str]:
