@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from datetime import timezone
+from datetime import UTC, timezone
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from tunegit.executors.slurm import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
-UTC = timezone.utc
+UTC = UTC
 
 
 def fixture(name: str) -> str:

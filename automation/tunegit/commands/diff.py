@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from tunegit.commands.common import workspace
 from tunegit.plandiff import as_json, markdown, plan_diff

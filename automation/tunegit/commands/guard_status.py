@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from tunegit import status as status_mod
 from tunegit.commands.common import workspace

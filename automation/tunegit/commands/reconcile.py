@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from tunegit.commands.common import out, workspace
 from tunegit.watcher import WatchConfig, reconcile_once

@@ -6,7 +6,6 @@ import argparse
 import signal
 import threading
 from types import FrameType
-from typing import Any
 
 from tunegit.commands.common import out
 from tunegit.commands.reconcile import config

@@ -25,7 +25,7 @@ import json
 import re
 import shlex
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path, PurePath
 
 from tunegit import states
@@ -296,7 +296,7 @@ def iso_utc(text: str, tz: tzinfo | None = None) -> str | None:
     except ValueError:
         return None
     moment = moment.replace(tzinfo=tz) if tz is not None else moment.astimezone()
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _reason(text: str) -> str:
