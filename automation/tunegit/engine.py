@@ -2,6 +2,7 @@
 
 Used by `tunegit run` (in a loop until done), `tunegit reconcile --once` and `tunegit watch`.
 Status is written once per experiment per cycle, atomically, only when its bytes change.
+Each executor is asked once per cycle for the jobs of all experiments (`poll_all`).
 """
 
 from __future__ import annotations
@@ -61,35 +62,91 @@ class ExperimentResult:
 
 def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: str | None,
           executor_for: ExecutorFactory, site_override: str | None = None) -> CycleResult:
-    """Reconcile each named experiment once; an invalid plan stalls only its own experiment."""
+    """Reconcile each named experiment once; an invalid plan stalls only its own experiment.
+
+    Each executor is polled once for the jobs of all experiments (one squeue per cycle,
+    however many experiments have jobs), after every experiment is prepared and before
+    any of them submits.
+    """
     transitions: list[Transition] = []
     written: list[Path] = []
     errors: list[str] = []
     live = pending = 0
+    prepared = []
     for name in experiments:
         try:
-            result = reconcile_experiment(ws, name, now=now, plan_commit=plan_commit,
-                                          executor_for=executor_for, site_override=site_override)
-        except PlanError as exc:
-            errors.append(f"{name}: invalid plan; nothing submitted until it is fixed:\n"
-                          f"{exc.format()}")
-            continue
+            prepared.append(prepare(ws, name, plan_commit=plan_commit,
+                                    executor_for=executor_for, site_override=site_override))
         except TunegitError as exc:
-            errors.append(f"{name}: {exc.format()}")
+            errors.append(_failure(name, exc))
+    polls = poll_all(prepared)
+    for p in prepared:
+        try:
+            result = finish(p, share(polls[id(p.executor)], p.job_ids, p.names), now=now,
+                            plan_commit=plan_commit)
+        except TunegitError as exc:
+            errors.append(_failure(p.name, exc))
             continue
         transitions += result.transitions
         errors += result.errors
         if result.written:
-            written.append(ws.experiment_dir(name) / STATUS_FILE)
+            written.append(ws.experiment_dir(p.name) / STATUS_FILE)
         steps = result.status.steps()
         live += sum(1 for _, _, s in steps if s.status in LIVE_STATES)
         pending += sum(1 for _, _, s in steps if s.status == PENDING)
     return CycleResult(tuple(transitions), tuple(written), live, pending, tuple(errors))
 
 
+def _failure(name: str, exc: TunegitError) -> str:
+    if isinstance(exc, PlanError):
+        return f"{name}: invalid plan; nothing submitted until it is fixed:\n{exc.format()}"
+    return f"{name}: {exc.format()}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """One experiment rendered and read, waiting for this cycle's scheduler answer."""
+
+    name: str
+    analysis: Analysis
+    executor: Executor
+    ctx: RenderContext
+    files: Mapping[str, str]
+    conflicts: frozenset[str]
+    errors: tuple[str, ...]
+    status: StatusFile
+    job_ids: tuple[str, ...]
+    names: tuple[str, ...]
+
+
+def share(poll: Poll, job_ids: Sequence[str], names: Sequence[str]) -> Poll:
+    """One experiment's part of a shared answer (what its own poll would have said)."""
+    return Poll({i: poll.jobs[i] for i in job_ids if i in poll.jobs},
+                {n: poll.names[n] for n in names if n in poll.names}, poll.ok, poll.error)
+
+
+def poll_all(prepared: Sequence[Prepared]) -> dict[int, Poll]:
+    """One poll per executor, for the live jobs and pending names of all its experiments."""
+    groups: dict[int, tuple[Executor, dict[str, None], dict[str, None]]] = {}
+    for p in prepared:
+        _, ids, names = groups.setdefault(id(p.executor), (p.executor, {}, {}))
+        ids.update(dict.fromkeys(p.job_ids))
+        names.update(dict.fromkeys(p.names))
+    return {key: executor.poll(list(ids), list(names))
+            for key, (executor, ids, names) in groups.items()}
+
+
 def reconcile_experiment(ws: Workspace, name: str, *, now: str, plan_commit: str | None,
                          executor_for: ExecutorFactory,
                          site_override: str | None = None) -> ExperimentResult:
+    p = prepare(ws, name, plan_commit=plan_commit, executor_for=executor_for,
+                site_override=site_override)
+    return finish(p, p.executor.poll(p.job_ids, p.names), now=now, plan_commit=plan_commit)
+
+
+def prepare(ws: Workspace, name: str, *, plan_commit: str | None, executor_for: ExecutorFactory,
+            site_override: str | None = None) -> Prepared:
+    """Analyse, render the run files, read the status: everything before the poll."""
     a = analyse(ws, ws.experiment_dir(name) / PLAN_FILE, site_override)
     executor = executor_for(a.site)
     ctx = render_context(a)
@@ -97,15 +154,19 @@ def reconcile_experiment(ws: Workspace, name: str, *, now: str, plan_commit: str
     actions = plan_writes(a.work_dir, files)
     apply_writes(a.work_dir, files, [x for x in actions if x.action != CONFLICT])
     crashpoint("after_render")
-    conflicts = conflicted_runs(actions)
-    errors = [f"{name}: {x.path} was {x.detail}; not overwritten, its run is held "
-              f"(hint: `tunegit scaffold {name} --force` to overwrite)"
-              for x in actions if x.action == CONFLICT]
-    path = ws.experiment_dir(name) / STATUS_FILE
-    before = read(path)
+    errors = tuple(f"{name}: {x.path} was {x.detail}; not overwritten, its run is held "
+                   f"(hint: `tunegit scaffold {name} --force` to overwrite)"
+                   for x in actions if x.action == CONFLICT)
+    before = read(ws.experiment_dir(name) / STATUS_FILE)
     status = initial(a.expansion, name) if before is None else sync(before, a.expansion, name)
-    names = wanted_names(name, status)
-    poll = executor.poll(live_job_ids(status), list(names))
+    return Prepared(name, a, executor, ctx, files, frozenset(conflicted_runs(actions)), errors,
+                    status, tuple(live_job_ids(status)), tuple(wanted_names(name, status)))
+
+
+def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> ExperimentResult:
+    """Decide on this cycle's answer, harvest, submit, write the status once."""
+    a, ctx, name, executor, status = p.analysis, p.ctx, p.name, p.executor, p.status
+    errors = list(p.errors)
     if not poll.ok:
         errors.append(f"{name}: {SCHEDULER_UNANSWERED} ({poll.error}); "
                       "states unknown this cycle, nothing submitted")
@@ -114,13 +175,13 @@ def reconcile_experiment(ws: Workspace, name: str, *, now: str, plan_commit: str
                       dependencies=executor.supports_dependencies, logs=_failed_logs(status, poll))
     status = _with_logs(decision.status, ctx, a)
     status = harvest.completed(status, decision.transitions, a, ctx)
-    held = [s for s in decision.submit if s.run not in conflicts]
-    status, submitted, submit_errors = _submit(executor, status, held, a, ctx, files, now,
+    held = [s for s in decision.submit if s.run not in p.conflicts]
+    status, submitted, submit_errors = _submit(executor, status, held, a, ctx, p.files, now,
                                                plan_commit)
     if plan_commit and submitted:
         status = dataclasses.replace(status, plan_commit=plan_commit)
     crashpoint("before_status_write")
-    changed = write_if_changed(path, dump(status))
+    changed = write_if_changed(a.ws.experiment_dir(name) / STATUS_FILE, dump(status))
     crashpoint("after_status_write")
     return ExperimentResult(decision.transitions + submitted, changed, status,
                             tuple(errors + submit_errors))
@@ -170,7 +231,8 @@ def job_spec(sub: Submission, a: Analysis, ctx: RenderContext) -> JobSpec:
     resources = Resources(
         gpus=0 if site.gpu.type.lower() == "cpu" else gpus, cpus=site.slurm.cpus_per_task,
         mem_gb=site.slurm.mem_gb, time_minutes=minutes, partition=site.slurm.partition,
-        account=site.slurm.account, qos=site.slurm.qos, constraint=site.slurm.constraint)
+        account=site.slurm.account, qos=site.slurm.qos, constraint=site.slurm.constraint,
+        extra=tuple(site.slurm.extra_sbatch))
     return JobSpec(sub.name, Path(script), Path(workdir), Path(log), resources, sub.after)
 
 

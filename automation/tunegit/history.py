@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tunegit import status as status_mod
@@ -128,17 +128,56 @@ def _git(root: Path, *args: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def _status_at(root: Path, sha: str, path: str) -> StatusFile | None:
-    text = _git(root, "show", f"{sha}:{path}")
-    if text is None:
-        return None
-    try:
-        return status_mod.parse(text)
-    except (status_mod.StatusFormatError, ValueError):
-        return None
+def _plan_commits(root: Path, shas: Sequence[str], path: str) -> set[str]:
+    """Those of ``shas`` that change ``path`` (against any parent): one `git diff-tree`."""
+    if not shas:
+        return set()
+    proc = subprocess.run(["git", "-C", str(root), "diff-tree", "--stdin", "-m", "--root", "-r",
+                           "--name-only", "--", path], input="\n".join(shas) + "\n",
+                          capture_output=True, text=True, check=False)
+    touched, current = set(), ""
+    for line in proc.stdout.splitlines():
+        if line == path:
+            touched.add(current)
+        elif line:
+            current = line.split()[0]
+    return touched
 
 
-def revisions(root: Path, experiment: str, *, first_parent: bool) -> list[Revision]:
+def _statuses_at(root: Path, shas: Sequence[str], path: str) -> dict[str, StatusFile | None]:
+    """The parsed ``path`` at each of ``shas``: one `git cat-file --batch`, each distinct blob
+    parsed once."""
+    if not shas:
+        return {}
+    proc = subprocess.run(["git", "-C", str(root), "cat-file", "--batch"],
+                          input="".join(f"{sha}:{path}\n" for sha in shas).encode(),
+                          capture_output=True, check=False)
+    out, pos = proc.stdout, 0
+    parsed: dict[str, StatusFile | None] = {}
+    found: dict[str, StatusFile | None] = {}
+    for sha in shas:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        pos = end + 1
+        if len(header) != 3 or header[1] != b"blob":
+            found[sha] = None  # missing at that commit
+            continue
+        size = int(header[2])
+        blob, text = header[0].decode(), out[pos:pos + size].decode("utf-8", "replace")
+        pos += size + 1
+        if blob not in parsed:
+            try:
+                parsed[blob] = status_mod.parse(text)
+            except (status_mod.StatusFormatError, ValueError):
+                parsed[blob] = None
+        found[sha] = parsed[blob]
+    return found
+
+
+def revisions(root: Path, experiment: str, *, first_parent: bool,
+              known: Mapping[str, Revision] | None = None) -> list[Revision]:
+    """Commits touching the experiment's plan or status, oldest first (``known``: revisions
+    already read, by sha, reused as they are)."""
     base = f"experiments/{experiment}"
     fmt = SEP.join(("%H", "%an", "%aI", "%s", "%B")) + END
     args = ["log", "--reverse", "--topo-order", f"--format={fmt}"]
@@ -147,15 +186,14 @@ def revisions(root: Path, experiment: str, *, first_parent: bool) -> list[Revisi
     if out is None:
         raise TunegitError(f"{root}: not a git repository, or no commits yet",
                            hint="run `tunegit history` inside the experiments repository")
-    revs = []
-    for record in filter(None, (r.strip("\n") for r in out.split(END))):
-        sha, author, date, subject, body = record.split(SEP, 4)
-        touched = _git(root, "diff-tree", "--no-commit-id", "--name-only", "-r", "-m", "--root",
-                       sha, "--", f"{base}/{PLAN_FILE}") or ""
-        status = _status_at(root, sha, f"{base}/{STATUS_FILE}")
-        revs.append(Revision(sha, author, date, subject, is_own_message(body),
-                             bool(touched.strip()), status))
-    return revs
+    records = [r.split(SEP, 4) for r in filter(None, (r.strip("\n") for r in out.split(END)))]
+    known = known or {}
+    new = [r[0] for r in records if r[0] not in known]
+    touched = _plan_commits(root, new, f"{base}/{PLAN_FILE}")
+    statuses = _statuses_at(root, new, f"{base}/{STATUS_FILE}")
+    return [known.get(sha) or Revision(sha, author, date, subject, is_own_message(body),
+                                       sha in touched, statuses[sha])
+            for sha, author, date, subject, body in records]
 
 
 def history(root: Path, target: str) -> str:
@@ -165,7 +203,8 @@ def history(root: Path, target: str) -> str:
     if not all_revs:
         raise TunegitError(f"no commits touch experiments/{experiment}",
                            hint="check the name (`ls experiments`) and that the plan is committed")
-    main_line = revisions(root, experiment, first_parent=True)
+    main_line = revisions(root, experiment, first_parent=True,
+                          known={r.sha: r for r in all_revs})
     if run and not any(r.status and run in r.status.runs for r in all_revs):
         known = sorted({n for r in all_revs if r.status for n in r.status.runs})
         raise TunegitError(f"no run {run!r} in the history of {experiment}",

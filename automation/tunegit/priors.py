@@ -8,7 +8,11 @@ itself records in ``experiments/*/runs_status.yaml`` for completed runs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
@@ -17,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tunegit.loader import load_file
 from tunegit.schema_errors import parse_model
 from tunegit.states import COMPLETED
-from tunegit.status import SAFE_LOADER
-from tunegit.workspace import Workspace
+from tunegit.status import SAFE_LOADER, write_if_changed
+from tunegit.workspace import STATUS_FILE, Workspace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,20 +140,125 @@ def priors_from_status(experiment: str, status: dict[str, Any], gpu_type: str) -
     return out
 
 
+# --- repository priors, through an index --------------------------------------------------------
+#
+# Collecting repository priors parses every other experiment's runs_status.yaml: with hundreds
+# of experiments that was nearly all of what `tunegit check` (the pre-commit hook) and each
+# analysis in a watcher cycle cost (bench/PERFORMANCE.md). The index keeps, per status file,
+# its stat key (mtime, size, inode) and the priors read from it, so an unchanged file is
+# stat'ed, not opened. It is kept in the git directory (never committed; a fresh clone builds
+# it on its first check) and, for a long-lived process such as the watcher, in memory. As in
+# git's own index, an entry whose file changed less than RACY_NS before it was recorded is not
+# trusted (a same-size rewrite within one mtime tick would otherwise go unseen).
+
+INDEX_FILE = "tunegit-priors.json"
+INDEX_VERSION = 1
+RACY_NS = 2_000_000_000
+_FIELD_ORDER = tuple(f.name for f in dataclasses.fields(PriorRun))
+
+StatKey = tuple[int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    key: StatKey
+    recorded_ns: int
+    priors: tuple[PriorRun, ...]
+
+    def valid_for(self, key: StatKey) -> bool:
+        return self.key == key and key[0] + RACY_NS <= self.recorded_ns
+
+
+# In-process memo: status file path -> entry (bounded by the number of status files).
+_MEMO: dict[str, _Entry] = {}
+
+
+def _stat_key(path: Path) -> StatKey | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def git_dir(root: Path) -> Path | None:
+    """The checkout's git directory (a worktree's `.git` file points to it), else None."""
+    dot = root / ".git"
+    if dot.is_dir():
+        return dot
+    try:
+        text = dot.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    target = Path(text.removeprefix("gitdir:").strip())
+    return target if target.is_absolute() else root / target
+
+
+def _read_priors(name: str, path: Path) -> tuple[PriorRun, ...]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        if COMPLETED not in text:  # nothing to learn from; skip the YAML parse
+            return ()
+        data = yaml.load(text, Loader=SAFE_LOADER) or {}
+    except (yaml.YAMLError, ValueError, OSError, RecursionError):
+        return ()
+    return tuple(priors_from_status(name, data, "")) if isinstance(data, dict) else ()
+
+
+def _load_index(path: Path | None) -> dict[str, _Entry]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") != INDEX_VERSION or data.get("fields") != list(_FIELD_ORDER):
+            return {}
+        return {rel: _Entry(tuple(e["key"]), int(e["recorded_ns"]),
+                            tuple(PriorRun(*row) for row in e["priors"]))
+                for rel, e in data["entries"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # missing, from another version, or damaged: rebuilt from the files
+
+
+def _save_index(path: Path, entries: dict[str, _Entry]) -> None:
+    data = {"version": INDEX_VERSION, "fields": list(_FIELD_ORDER), "entries": {
+        rel: {"key": list(e.key), "recorded_ns": e.recorded_ns,
+              "priors": [dataclasses.astuple(p) for p in e.priors]}
+        for rel, e in sorted(entries.items())}}
+    with contextlib.suppress(OSError):  # a read-only checkout: the index only saves time
+        write_if_changed(path, json.dumps(data, separators=(",", ":")) + "\n")
+
+
 def load_repo_priors(ws: Workspace, exclude: str = "") -> list[PriorRun]:
+    """Completed runs of every other experiment's runs_status.yaml (through the index above)."""
+    directory = git_dir(ws.root)
+    index_path = directory / INDEX_FILE if directory is not None else None
+    index: dict[str, _Entry] | None = None  # loaded on the first miss of the in-process memo
+    changed = False
     out: list[PriorRun] = []
-    for name in ws.experiments():
-        if name == exclude:
+    names = ws.experiments()
+    for name in names:
+        path = ws.experiment_dir(name) / STATUS_FILE
+        key = _stat_key(path)
+        if key is None:
             continue
-        path = ws.experiment_dir(name) / "runs_status.yaml"
-        if path.is_file():
-            try:
-                text = path.read_text(encoding="utf-8")
-                if COMPLETED not in text:  # nothing to learn from; skip the YAML parse
-                    continue
-                data = yaml.load(text, Loader=SAFE_LOADER) or {}
-            except (yaml.YAMLError, ValueError, OSError, RecursionError):
-                continue
-            if isinstance(data, dict):
-                out += priors_from_status(name, data, "")
+        entry = _MEMO.get(str(path))
+        if entry is None or not entry.valid_for(key):
+            if index is None:
+                index = _load_index(index_path)
+            rel = f"experiments/{name}/{STATUS_FILE}"
+            entry = index.get(rel)
+            if entry is None or not entry.valid_for(key):
+                entry = index[rel] = _Entry(key, time.time_ns(), _read_priors(name, path))
+                changed = True
+            _MEMO[str(path)] = entry
+        if name != exclude:
+            out += entry.priors
+    if index is not None and index_path is not None:
+        gone = set(index) - {f"experiments/{n}/{STATUS_FILE}" for n in names}
+        for rel in gone:
+            del index[rel]
+        if changed or gone:
+            _save_index(index_path, index)
     return out

@@ -1,0 +1,174 @@
+"""Merge to first sbatch: how long after a push to the protected branch the job is queued.
+
+Needs the local SLURM up (`SLURM_LOCAL_CPUS=8 SLURM_LOCAL_GPUS=2 bash
+.ci/slurm/start-local-slurm.sh`). Builds a bare origin (sites/local-slurm.yaml, the
+capitalization task) and a watcher clone, and starts `tunegit watch --interval I` there as a
+separate process with an `sbatch` wrapper first on PATH that stamps the time of each call
+(and adds --hold, so no job actually runs; they are all cancelled at the end). For each
+trigger, a developer clone pushes a new one-run plan to main and the bench waits for the
+first sbatch:
+
+- `interval`: nothing tells the watcher; the next timer cycle fetches (`watch --interval 60`);
+- `webhook`: the origin's post-receive hook touches a file in the watcher's checkout (what a
+  forge webhook or a post-receive hook on the cluster would do); watchdog wakes the watcher
+  (`watch --interval 60`);
+- `short-interval`: a short timer, `watch --interval 5` (a fetch every 5 s).
+
+    PYTHONPATH=automation python bench/perf_merge.py [--pushes 3]
+
+Figures are recorded in bench/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from perf_lab import REPO, git, git_env, machine
+
+PLAN = """\
+name: {name}
+type: sanity_check
+question: Merge-to-sbatch bench
+site: local-slurm
+models: [tunegit/tiny-llama]
+dataset: {{path: tasks/capitalization/input/words_5L_80P_200.json}}
+factors: {{lora_rank: [8]}}
+controls: false
+run_name: "r{{lora_rank}}"
+training: {{epochs: 1, batch_size: 4, packed: false, max_seq_len: 256, max_steps_per_epoch: 5}}
+evaluation:
+  epochs: last
+  tasks:
+    - {{name: capitalization, script: tasks/capitalization/eval.py, dataset: training,
+       max_tokens: 8}}
+"""
+
+WRAPPER = """\
+#!/bin/sh
+stamp=$(date +%s.%N)
+out=$("{real}" --hold "$@"); rc=$?
+echo "$out"
+echo "$stamp $out" >> "{log}"
+exit $rc
+"""
+
+
+def setup(base: Path, env: dict[str, str]) -> tuple[Path, Path, Path]:
+    origin, dev, watcher = base / "origin.git", base / "dev", base / "watcher"
+    git(base, env, "init", "-q", "--bare", str(origin))
+    git(base, env, "clone", "-q", str(origin), str(dev))
+    for rel in ("sites/local-slurm.yaml", "tasks/capitalization"):
+        src, dest = REPO / rel, dev / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest)
+    (dev / ".gitignore").write_text(".tunegit/\n__pycache__/\n")
+    git(dev, env, "add", "-A")
+    git(dev, env, "commit", "-q", "-m", "site and task")
+    git(dev, env, "push", "-q", "origin", "HEAD:main")
+    git(base, env, "clone", "-q", str(origin), str(watcher))
+    return origin, dev, watcher
+
+
+def first_sbatch_after(log: Path, since: float, timeout: float) -> float | None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for line in log.read_text().splitlines() if log.exists() else []:
+            stamp = float(line.split()[0])
+            if stamp >= since:
+                return stamp - since
+        time.sleep(0.05)
+    return None
+
+
+def trial(base: Path, env: dict[str, str], mode: str, pushes: int, log: Path,
+          timeout: float) -> list[float | None]:
+    root = base / mode
+    root.mkdir()
+    origin, dev, watcher = setup(root, env)
+    interval = "5" if mode == "short-interval" else "60"
+    if mode == "webhook":
+        hook = origin / "hooks" / "post-receive"
+        hook.write_text(f"#!/bin/sh\ntouch '{watcher}/.tunegit-wake'\n")
+        hook.chmod(0o755)
+        (watcher / ".git" / "info" / "exclude").write_text(".tunegit-wake\n")
+    proc = subprocess.Popen([sys.executable, "-m", "tunegit", "-C", str(watcher), "watch",
+                             "--interval", interval], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    results: list[float | None] = []
+    try:
+        time.sleep(8)  # the first cycle (everything) is over; the timer is running
+        for i in range(pushes):
+            name = f"merge_{mode.replace('-', '_')}_{i}"
+            plan = dev / "experiments" / name / "experiment.yaml"
+            plan.parent.mkdir(parents=True)
+            plan.write_text(PLAN.format(name=name))
+            subprocess.run([sys.executable, "-m", "tunegit", "-C", str(dev), "check", "--write",
+                            "-q", f"experiments/{name}"], env=env, check=True,
+                           capture_output=True)
+            git(dev, env, "add", "-A")
+            git(dev, env, "commit", "-q", "-m", f"plan {name}")
+            git(dev, env, "pull", "-q", "--rebase", "origin", "main")
+            git(dev, env, "push", "-q", "origin", "HEAD:main")
+            pushed = time.time()
+            results.append(first_sbatch_after(log, pushed, timeout))
+            time.sleep(6 if mode != "interval" else 1)  # let the cycle commit and push
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pushes", type=int, default=3)
+    parser.add_argument("--modes", default="webhook,short-interval,interval")
+    args = parser.parse_args()
+    real = shutil.which("sbatch")
+    if real is None:
+        sys.exit("sbatch is not on PATH: start SLURM first")
+    with tempfile.TemporaryDirectory(prefix="tunegit-perf-merge-") as tmp:
+        base = Path(tmp)
+        env = git_env(base / "home")
+        bindir, log = base / "bin", base / "sbatch.log"
+        bindir.mkdir()
+        wrapper = bindir / "sbatch"
+        wrapper.write_text(WRAPPER.format(real=real, log=log))
+        wrapper.chmod(0o755)
+        env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
+        rows = []
+        try:
+            for mode in args.modes.split(","):
+                timeout = 75.0 if mode == "interval" else 30.0
+                rows.append((mode, trial(base, env, mode, args.pushes, log, timeout)))
+        finally:
+            ids = [line.split()[1].split(";")[0] for line in
+                   (log.read_text().splitlines() if log.exists() else []) if len(line.split()) > 1]
+            if ids:
+                subprocess.run(["scancel", *ids], check=False)
+    print(f"# {machine()}; real local SLURM; `tunegit watch` (default --min-gap 5)")
+    print("| trigger | push -> first sbatch (each push) | median |")
+    print("|---|---|---|")
+    for mode, results in rows:
+        shown = ", ".join("timeout" if r is None else f"{r:.1f} s" for r in results)
+        done = [r for r in results if r is not None]
+        median = f"{statistics.median(done):.1f} s" if done else "-"
+        print(f"| {mode} | {shown} | {median} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
