@@ -195,6 +195,7 @@ def _interp(points: Sequence[tuple[float, float]], x: float) -> float:
     return points[-1][1] * x / points[-1][0]
 
 
+@functools.cache  # pure in two model names; called once per (run, prior) pair
 def size_ratio(points: Sequence[tuple[float, float]], new: str, prior: str) -> float:
     a, b = models.params_billions(new), models.params_billions(prior)
     if a is None or b is None:
