@@ -21,6 +21,7 @@ import yaml
 
 from test_local_executor import FAILING_PLAN, make_repo
 from test_slurm_executor import cluster_state
+from tunegit import cli
 from tunegit.cli import main
 from tunegit.commands import cancel as cancel_cmd
 from tunegit.commands import retry as retry_cmd
@@ -106,13 +107,8 @@ def cycle_until(ws: Workspace, name: str, site: str, done: Callable[[StatusFile]
 
 
 def commands() -> argparse.ArgumentParser:
-    """`tunegit retry` and `tunegit cancel` as cli.py will wire them (add_parser + main)."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("-C", dest="root")
-    sub = parser.add_subparsers(dest="command")
-    retry_cmd.add_parser(sub)
-    cancel_cmd.add_parser(sub)
-    return parser
+    """tunegit's own parser: `retry` and `cancel` are parsed as on the command line."""
+    return cli.build_parser()
 
 
 def sacct_state(job_id: str) -> str:

@@ -194,6 +194,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("markdown", "csv"), default="markdown")
 
     p = sub.add_parser(
+        "retry",
+        help="give a failed, cancelled or blocked step a new attempt",
+        description="Record the step's last attempt in `attempts` and make it pending again "
+        "as attempt N+1, under a new job name (`...a<N>`); the next `tunegit run` or watcher "
+        "cycle submits it. Submitted attempts are never edited in place.",
+    )
+    _add_common_plan_args(p)
+    p.add_argument("run", help="run name, as in runs_status.yaml")
+    p.add_argument(
+        "key", nargs="?", default=None, help="evaluation key (default: the fine-tuning step)"
+    )
+
+    p = sub.add_parser(
+        "cancel",
+        help="cancel an experiment's (or one run's) jobs",
+        description="Cancel the live jobs of an experiment (or one run) through its site's "
+        "executor (scancel on SLURM) and record them as cancelled; pending steps are "
+        "cancelled too, so nothing new is submitted for them.",
+    )
+    _add_common_plan_args(p)
+    p.add_argument("run", nargs="?", default=None, help="only this run (default: all runs)")
+    p.add_argument("--site", help="the site the jobs were submitted to (default: the plan's)")
+
+    p = sub.add_parser(
         "calibrate",
         help="how far past estimates were from what runs measured",
         description="For every completed run recorded in experiments/*/"
