@@ -21,7 +21,7 @@ from tunegit.executors import executor_factory
 from tunegit.executors.slurm import Backoff
 from tunegit.gitinfo import head_commit
 from tunegit.records import Transition
-from tunegit.states import TERMINAL_STATES
+from tunegit.states import COMPLETED, SKIPPED, TERMINAL_STATES
 from tunegit.status import read
 from tunegit.workspace import STATUS_FILE, Workspace
 
@@ -117,7 +117,7 @@ def _finish(ws: Workspace, name: str) -> int:
     status = read(ws.experiment_dir(name) / STATUS_FILE)
     assert status is not None
     bad = [(r, k, s) for r, k, s in status.steps()
-           if s.status in TERMINAL_STATES and s.status not in ("completed", "skipped")]
+           if s.status in TERMINAL_STATES and s.status not in (COMPLETED, SKIPPED)]
     out(f"done: {_summary(ws, name)}")
     for run, key, step in bad:
         where = f" (log: {step.log})" if step.log else ""
