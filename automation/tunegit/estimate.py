@@ -380,45 +380,118 @@ def overhead_model(points: Sequence[Point]) -> tuple[float, float, str]:
     return startup, 0.0, f"startup and saves {startup:.0f} s (median of wall time - steps/speed)"
 
 
-def history_minutes(shape: Shape, chosen: Sequence[PriorRun], scaled: bool = False,
-                    ) -> tuple[Span, float, str] | None:
-    """(training minutes with a range, it/s, the calculation) from the chosen priors."""
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """The time model fitted on a run shape's priors: step_s = a + b x tokens per step, plus
+    startup and per-epoch saves; lo, hi: its own relative error on the priors."""
+
+    a: float
+    b: float
+    startup_s: float
+    save_s: float
+    how: str
+    lo: float
+    hi: float
+
+
+def fit_history(shape: Shape, chosen: Sequence[PriorRun]) -> Fit | None:
     points = [pt for p in chosen
               if (pt := _point(p, shape, size_ratio(SPEED_POINTS, shape.model, p.model)))]
     if not points:
         return None
     a, b = step_model(points)
     startup, save_s, how = overhead_model(points)
-    step_s = a + b * shape.tokens_per_step
-    steps = shape.steps_per_epoch * shape.epochs
-    fixed = startup + save_s * shape.epochs
-    minutes = (fixed + steps * step_s) / 60.0
     # The range: the model's own error on each prior that has a measured wall time.
     errs = [((startup + save_s * (p.epochs or 0) + (p.steps or 0) * (a + b * p.tokens_per_step))
              / ((p.steps or 0) * p.step_s + (p.overhead_s or 0.0)) - 1.0)
             for p in points if p.steps and p.overhead_s is not None]
-    lo, hi = min([*errs, -0.1]), max([*errs, 0.1])
+    return Fit(a, b, startup, save_s, how, min([*errs, -0.1]), max([*errs, 0.1]))
+
+
+def history_minutes(shape: Shape, fit: Fit, scaled: bool = False) -> tuple[Span, float, str]:
+    """(training minutes with a range, it/s, the calculation) from the fitted priors."""
+    step_s = fit.a + fit.b * shape.tokens_per_step
+    steps = shape.steps_per_epoch * shape.epochs
+    fixed = fit.startup_s + fit.save_s * shape.epochs
+    minutes = (fixed + steps * step_s) / 60.0
     widen = (0.75, 1.5) if scaled else (1.0, 1.0)
-    span = Span(minutes, minutes / (1 + hi) * widen[0], minutes / max(0.2, 1 + lo) * widen[1])
+    span = Span(minutes, minutes / (1 + fit.hi) * widen[0],
+                minutes / max(0.2, 1 + fit.lo) * widen[1])
     tok_s = shape.tokens_per_step / step_s
     calc = (f"{shape.steps_per_epoch} steps/epoch x {shape.epochs} epochs x "
             f"{shape.tokens_per_step:.0f} padded tokens/step = {shape.train_tokens:,.0f} tokens "
             f"/ {tok_s:,.0f} tokens/s ({1 / step_s:.2f} it/s) + {fixed:.0f} s "
-            f"({how}) = {minutes:.2f} min")
+            f"({fit.how}) = {minutes:.2f} min")
     return span, 1 / step_s, calc
+
+
+# --- choosing and fitting once per run shape --------------------------------------------------
+
+def _shape_key(run: Run) -> tuple[object, ...]:
+    """What nearest_priors' choice and order depend on (besides the site)."""
+    return (run.model, run.batch_size, run.packed, run.max_seq_len, run.lora_rank, run.epochs)
+
+
+class PriorChooser:
+    """nearest_priors, the fitted time model and the memory prior, once per distinct run shape.
+
+    A lab repository holds thousands of priors, and a plan's runs share a few shapes (a
+    learning-rate sweep has one): choosing (filter and sort) and fitting (one Point per prior)
+    for every run made a plan's estimate O(runs x priors).
+    """
+
+    def __init__(self, priors: Sequence[PriorRun], gpu_type: str, device: str):
+        self.gpu_type, self.device = gpu_type, device
+        self.usable = [p for p in priors if (p.it_per_s or p.tokens_per_s) and p.device == device]
+        self._chosen: dict[tuple[object, ...], list[PriorRun]] = {}
+        self._fits: dict[tuple[object, ...], Fit | None] = {}
+        self._memory: dict[tuple[object, ...], PriorRun | None] = {}
+        self._sources: dict[tuple[object, ...], str] = {}
+
+    def nearest(self, run: Run) -> list[PriorRun]:
+        key = _shape_key(run)
+        if key not in self._chosen:
+            self._chosen[key] = nearest_priors(run, self.gpu_type, self.usable, self.device)
+        return self._chosen[key]
+
+    def fit(self, run: Run, shape: Shape) -> Fit | None:
+        # _point reads the shape's model, batch size and padded length, nothing else.
+        key = (*_shape_key(run), shape.batch_size, shape.padded_length)
+        if key not in self._fits:
+            self._fits[key] = fit_history(shape, self.nearest(run))
+        return self._fits[key]
+
+    def memory_prior(self, run: Run) -> PriorRun | None:
+        """The prior whose peak memory sizes the batch: same model first, training peaks first."""
+        key = _shape_key(run)
+        if key not in self._memory:
+            mem = (p for p in self.nearest(run) if p.peak_memory_gib and p.batch_size)
+            self._memory[key] = min(mem, default=None, key=lambda p: (
+                p.model != run.model, p.peak_memory_kind != "training"))
+        return self._memory[key]
+
+    def sources(self, run: Run) -> str:
+        """Which priors an estimate came from, in words."""
+        key = _shape_key(run)
+        if key not in self._sources:
+            self._sources[key] = _sources(self.nearest(run), run)
+        return self._sources[key]
 
 
 # --- per run ---------------------------------------------------------------------------------
 
 def estimate_run(run: Run, evals: Sequence[Evaluation], site: Site, priors: Sequence[PriorRun],
-                 datasets: dict[str, DatasetInfo]) -> RunEstimate:
+                 datasets: dict[str, DatasetInfo], chooser: PriorChooser | None = None,
+                 ) -> RunEstimate:
+    """One run's estimate; ``chooser`` (estimate_plan's) shares choices across a plan's runs."""
     calc: list[str] = []
     info = datasets.get(run.dataset)
     params = models.params_billions(run.model)
     device = device_of(site)
-    chosen = nearest_priors(run, site.gpu.type, priors, device)
+    chooser = chooser or PriorChooser(priors, site.gpu.type, device)
+    chosen = chooser.nearest(run)
     ckpt = _checkpoint_gib(run, chosen)
-    train, it_s, steps, source, prelim = _train_time(run, info, chosen, device, ckpt, calc)
+    train, it_s, steps, source, prelim = _train_time(run, info, chooser, device, ckpt, calc)
     if run.is_control:
         train, steps = ZERO, None
     ev_total = ZERO
@@ -426,7 +499,7 @@ def estimate_run(run: Run, evals: Sequence[Evaluation], site: Site, priors: Sequ
         ev_total = ev_total + _eval_time(run, ev, datasets, it_s, params)
     epochs_saved = 0 if run.is_control else run.epochs
     total_disk, _, _ = disk_gib([(1, epochs_saved, ckpt)], len(evals))
-    max_bs, memory_note = _max_batch(run, site, chosen, info, calc)
+    max_bs, memory_note = _max_batch(run, site, chooser.memory_prior(run), info, calc)
     gpu_h = (train.value + ev_total.value) * run.gpus / 60.0
     unit = "CPU" if device == "cpu" else "GPU"
     calc.append(f"{unit} hours: ({train.value:.1f} + {ev_total.value:.1f}) min x {run.gpus} "
@@ -437,16 +510,18 @@ def estimate_run(run: Run, evals: Sequence[Evaluation], site: Site, priors: Sequ
                        prelim and not run.is_control, tuple(calc), device)
 
 
-def _train_time(run: Run, info: DatasetInfo | None, chosen: list[PriorRun], device: str,
+def _train_time(run: Run, info: DatasetInfo | None, chooser: PriorChooser, device: str,
                 ckpt_gib: float, calc: list[str],
                 ) -> tuple[Span, float | None, int | None, str, bool]:
     shape = shape_of(run, info, device) if info else None
+    chosen = chooser.nearest(run)
     if chosen and shape:
-        scaled = any(p.model != run.model for p in chosen)
-        found = history_minutes(shape, chosen, scaled)
-        if found:
-            span, it_s, text = found
-            src = _sources(chosen, run)
+        fit = chooser.fit(run, shape)
+        if fit:
+            # Tiers never mix: chosen is all one model, or all others (scaled).
+            scaled = chosen[0].model != run.model
+            span, it_s, text = history_minutes(shape, fit, scaled)
+            src = chooser.sources(run)
             calc.append(f"{run.name}: {text} (from {src})")
             return span, it_s, shape.steps_per_epoch, src, False
     return _fallback(run, shape, device, ckpt_gib, calc)
@@ -497,16 +572,17 @@ def _eval_time(run: Run, ev: Evaluation, datasets: dict[str, DatasetInfo], it_s:
 
 
 def _checkpoint_gib(run: Run, chosen: list[PriorRun]) -> float:
-    same = [p.checkpoint_gib for p in chosen if p.model == run.model and p.checkpoint_gib]
+    same = next((p.checkpoint_gib for p in chosen if p.model == run.model and p.checkpoint_gib),
+                None)
     if same:
-        return float(same[0])
+        return float(same)
     info = models.lookup(run.model)
     if info:
         return info.checkpoint_gib
     return float(_table(CHECKPOINT_GIB, models.params_billions(run.model)))
 
 
-def _max_batch(run: Run, site: Site, chosen: list[PriorRun], info: DatasetInfo | None,
+def _max_batch(run: Run, site: Site, prior: PriorRun | None, info: DatasetInfo | None,
                calc: list[str]) -> tuple[float | None, str]:
     """The batch-size ceiling from a prior's memory; the training peak is preferred.
 
@@ -514,11 +590,8 @@ def _max_batch(run: Run, site: Site, chosen: list[PriorRun], info: DatasetInfo |
     training peak (the real 1B log: 2.35 GiB after init, 18.78 GiB in training), so a ceiling
     drawn from it is said to be optimistic, in the calculation and in the source.
     """
-    mem = sorted((p for p in chosen if p.peak_memory_gib and p.batch_size),
-                 key=lambda p: (p.model != run.model, p.peak_memory_kind != "training"))
-    if site.gpu.type == "cpu" or not site.gpu.memory_gib or not mem:
+    if site.gpu.type == "cpu" or not site.gpu.memory_gib or prior is None:
         return None, ""
-    prior = mem[0]
     assert prior.peak_memory_gib and prior.batch_size
     per_batch = prior.peak_memory_gib / prior.batch_size * size_ratio(MEMORY_POINTS, run.model,
                                                                         prior.model)
@@ -542,7 +615,8 @@ def _max_batch(run: Run, site: Site, chosen: list[PriorRun], info: DatasetInfo |
 
 def estimate_plan(exp: Expansion, site: Site, priors: Sequence[PriorRun],
                   datasets: dict[str, DatasetInfo]) -> PlanEstimate:
-    runs = tuple(estimate_run(r, exp.evaluations_of(r.name), site, priors, datasets)
+    chooser = PriorChooser(priors, site.gpu.type, device_of(site))
+    runs = tuple(estimate_run(r, exp.evaluations_of(r.name), site, priors, datasets, chooser)
                  for r in exp.runs)
     train = sum((r.train_minutes for r in runs), ZERO)
     evals = sum((r.eval_minutes for r in runs), ZERO)
