@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from perf_lab import REPO, alternate, git, git_env, machine, make_lab, plan_text
+from perf_lab import alternate, archive, git, git_env, machine, make_lab, plan_text
 
 from tunegit import status as status_mod
 from tunegit.expand import expand
@@ -246,12 +246,8 @@ def main() -> int:
             "run": [*tg, f"{target}/{run}"],
         }
         if args.baseline:
-            old = base / "baseline"
-            old.mkdir()
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline,
-                                      "automation"], capture_output=True, check=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-            commands["base-exp"] = ["env", f"PYTHONPATH={old / 'automation'}", *tg, target]
+            old = archive(args.baseline, base / "baseline")
+            commands["base-exp"] = ["env", f"PYTHONPATH={old}", *tg, target]
         medians = alternate(commands, env, args.repeat)
     print(f"# {machine()}")
     if rows:

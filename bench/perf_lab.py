@@ -142,6 +142,15 @@ def git(cwd: Path, env: dict[str, str], *args: str) -> str:
     return proc.stdout
 
 
+def archive(rev: str, dest: Path) -> Path:
+    """automation/ as of ``rev`` (git archive) under ``dest``: a PYTHONPATH for the code before."""
+    dest.mkdir(parents=True, exist_ok=True)
+    tar = subprocess.run(["git", "-C", str(REPO), "archive", rev, "automation"],
+                         capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
+    return dest / "automation"
+
+
 def timed(cmd: Sequence[str], env: dict[str, str], cwd: Path | None = None) -> float:
     start = time.perf_counter()
     proc = subprocess.run(list(cmd), env=env, cwd=cwd, capture_output=True, text=True,

@@ -9,9 +9,9 @@ trigger, a developer clone pushes a new one-run plan to main and the bench waits
 first sbatch:
 
 - `interval`: nothing tells the watcher; the next timer cycle fetches (`watch --interval 60`);
-- `webhook`: the origin's post-receive hook touches a file in the watcher's checkout (what a
-  forge webhook or a post-receive hook on the cluster would do); watchdog wakes the watcher
-  (`watch --interval 60`);
+- `webhook`: the origin's post-receive hook touches .git/tunegit-wake in the watcher's
+  checkout (what a post-receive hook on the cluster or a forge webhook's receiver would do);
+  watchdog wakes the watcher (`watch --interval 60`);
 - `short-interval`: a short timer, `watch --interval 5` (a fetch every 5 s).
 
     PYTHONPATH=automation python bench/perf_merge.py [--pushes 3]
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import resource
 import shutil
 import signal
 import statistics
@@ -34,7 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from perf_lab import REPO, git, git_env, machine
+from perf_lab import REPO, archive, git, git_env, machine
+
+from tunegit.watcher import WAKE_FILE
 
 PLAN = """\
 name: {name}
@@ -99,9 +103,8 @@ def trial(base: Path, env: dict[str, str], mode: str, pushes: int, log: Path,
     interval = "5" if mode == "short-interval" else "60"
     if mode == "webhook":
         hook = origin / "hooks" / "post-receive"
-        hook.write_text(f"#!/bin/sh\ntouch '{watcher}/.tunegit-wake'\n")
+        hook.write_text(f"#!/bin/sh\ntouch '{watcher}/.git/{WAKE_FILE}'\n")
         hook.chmod(0o755)
-        (watcher / ".git" / "info" / "exclude").write_text(".tunegit-wake\n")
     proc = subprocess.Popen([sys.executable, "-m", "tunegit", "-C", str(watcher), "watch",
                              "--interval", interval], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -132,10 +135,32 @@ def trial(base: Path, env: dict[str, str], mode: str, pushes: int, log: Path,
     return results
 
 
+def idle(base: Path, env: dict[str, str], seconds: float, label: str) -> tuple[int, float]:
+    """(cycles, CPU seconds incl. git children) of `watch --interval 60` left alone."""
+    root = base / f"idle-{label}"
+    root.mkdir()
+    _, _, watcher = setup(root, env)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen([sys.executable, "-m", "tunegit", "-C", str(watcher), "watch",
+                             "--interval", "60"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cycles = sum(1 for line in output.splitlines() if re.match(r"[0-9a-f]{10}: ", line))
+    return cycles, cpu
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pushes", type=int, default=3)
     parser.add_argument("--modes", default="webhook,short-interval,interval")
+    parser.add_argument("--idle", type=float, default=60.0, metavar="SECONDS",
+                        help="also run an untouched `watch --interval 60` this long (0: skip)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run the idle watcher as of this revision of automation/")
     args = parser.parse_args()
     real = shutil.which("sbatch")
     if real is None:
@@ -150,6 +175,13 @@ def main() -> int:
         wrapper.chmod(0o755)
         env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
         rows = []
+        idle_rows = []
+        if args.idle and args.baseline:
+            old = archive(args.baseline, base / "baseline")
+            idle_rows.append((f"as of {args.baseline}",
+                              idle(base, {**env, "PYTHONPATH": str(old)}, args.idle, "base")))
+        if args.idle:
+            idle_rows.append(("now", idle(base, env, args.idle, "now")))
         try:
             for mode in args.modes.split(","):
                 timeout = 75.0 if mode == "interval" else 30.0
@@ -167,6 +199,11 @@ def main() -> int:
         done = [r for r in results if r is not None]
         median = f"{statistics.median(done):.1f} s" if done else "-"
         print(f"| {mode} | {shown} | {median} |")
+    if idle_rows:
+        print(f"\n| idle `watch --interval 60`, {args.idle:g} s | cycles | CPU s (incl. git) |")
+        print("|---|---|---|")
+    for label, (cycles, cpu) in idle_rows:
+        print(f"| {label} | {cycles} | {cpu:.2f} |")
     return 0
 
 

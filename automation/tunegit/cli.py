@@ -69,10 +69,11 @@ def _add_reconcile(sub: Any) -> None:
 def _add_watch(sub: Any) -> None:
     p = sub.add_parser(
         "watch",
-        help="the watcher daemon: reconcile on a timer and when files change",
-        description="Run `tunegit reconcile --once` every --interval seconds, and at once when "
-        "the checkout or a site's output directory changes. SIGTERM or Ctrl-C finish the "
-        "current cycle and exit 0.",
+        help="the watcher daemon: reconcile on a timer, at once when woken",
+        description="Run `tunegit reconcile --once` every --interval seconds, and at once "
+        "when .git/tunegit-wake in the checkout is touched (by a post-receive hook or a "
+        "webhook receiver, when the protected branch moves) or a local job ends. SIGTERM or "
+        "Ctrl-C finish the current cycle and exit 0.",
     )
     _add_watch_args(p)
     p.add_argument(

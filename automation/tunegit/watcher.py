@@ -5,8 +5,9 @@ One cycle (`reconcile_once`), for cron, scrontab or the `watch` daemon:
 1. lock the checkout (a second watcher on it exits quietly);
 2. commit status files a crashed cycle wrote but did not commit (never lose one);
 3. fetch the protected branch only and fast-forward (own unpushed commits replay);
-4. pick experiments that human commits changed since the last reconciled commit,
-   that have live jobs, or that still had work left last cycle;
+4. pick experiments that human commits changed since the last reconciled commit, or that
+   had live jobs or work left after the last cycle (the saved state: an idle cycle reads
+   no status file);
 5. `engine.cycle(...)` with plan_commit = the newest human commit on the branch;
 6. at most one commit for the status files written, then push (rebase and retry);
 7. record the reconciled commit in .git/tunegit-state.json.
@@ -121,10 +122,11 @@ def has_work(status: status_mod.StatusFile | None, *, pending: bool) -> bool:
     return bool(states & LIVE_STATES) or (pending and PENDING in states)
 
 
-def select(all_names: Sequence[str], changed: set[str] | None, live: set[str],
+def select(all_names: Sequence[str], changed: set[str] | None, recovered: set[str],
            active: Sequence[str]) -> tuple[str, ...]:
-    """Changed (None: everything), live, or unfinished last cycle; only existing plans."""
-    wanted = set(all_names) if changed is None else changed | live | set(active)
+    """Changed (None: everything), recovered from a crash, or with work left last cycle;
+    only existing plans."""
+    wanted = set(all_names) if changed is None else changed | recovered | set(active)
     return tuple(n for n in all_names if n in wanted)
 
 
@@ -152,13 +154,16 @@ def _status_of(ws: Workspace, name: str) -> status_mod.StatusFile | None:
         return None
 
 
-def recover(store: GitStore) -> str | None:
-    """Commit status files a crashed cycle wrote but did not commit; refuse anything else."""
+def recover(store: GitStore) -> list[str]:
+    """Commit status files a crashed cycle wrote but did not commit; refuse anything else.
+
+    Returns the experiments whose files it committed (the next cycle looks at them again)."""
     dirty = store.dirty_paths()
     if not dirty or not all(Path(p).name == STATUS_FILE for p in dirty):
-        return None  # clean, or a human's change: sync() refuses it with the way out
+        return []  # clean, or a human's change: sync() refuses it with the way out
     names = [p.split("/")[1] for p in dirty if p.startswith("experiments/")]
-    return store.commit(dirty, status_message([], None, names))
+    store.commit(dirty, status_message([], None, names))
+    return names
 
 
 def reconcile_once(config: WatchConfig, *, executor_for: engine.ExecutorFactory | None = None,
@@ -193,14 +198,15 @@ def _cycle(store: GitStore, executor_for: engine.ExecutorFactory | None,
            now: Callable[[], str], cycle: CycleFn) -> CycleReport:
     state_path = store.git_dir / STATE_FILE
     state = WatchState.load(state_path)
-    recover(store)
+    recovered = recover(store)
     synced = store.sync()
     plan_commit = store.plan_head(synced.remote)
     ws = Workspace(store.root)
-    names = ws.experiments()
-    live = {n for n in names if has_work(_status_of(ws, n), pending=False)}
-    chosen = select(names, store.changed_experiments(state.reconciled, synced.remote), live,
-                    state.active)
+    # Live or pending work is what the last cycle left (state.active): only this watcher
+    # writes status files, and a human commit that changes one shows in `changed`. Without a
+    # saved state, `changed` is None: every experiment is read once.
+    chosen = select(ws.experiments(), store.changed_experiments(state.reconciled, synced.remote),
+                    set(recovered), state.active)
     refused = untrusted(store, ws, chosen, plan_commit, synced.remote)
     allowed = tuple(n for n in chosen if n not in refused)
     result = CycleResult((), (), 0, 0)
@@ -273,45 +279,72 @@ def _names(result: CycleResult) -> list[str]:
 
 # --- the daemon -------------------------------------------------------------------------------
 
-IGNORED_PARTS = (".git/objects", ".git/logs", f".git/{LOCK_FILE}", f".git/{STATE_FILE}",
-                 "__pycache__")
+WAKE_FILE = "tunegit-wake"  # in the checkout's git directory: touched when the branch moves
+JOB_END_FILE = "rc"  # the local executor's wrapper moves it in when a job ends
+
+
+WAKE_EVENTS = ("created", "modified", "attrib", "closed", "moved")  # not opened or deleted
+SETTLE_S = 0.2  # one write makes several events (created, modified, closed): one wake
 
 
 class _Wake:
-    """watchdog handler: any relevant change sets the event."""
+    """watchdog handler: a touch of the wake file, or a local job's end, sets the event.
 
-    def __init__(self, event: threading.Event):
+    Nothing else wakes the watcher: its own fetch, commits and status writes change .git/
+    and the checkout on every cycle, and a wake on those would turn `--interval` into a
+    `--min-gap` poll loop.
+    """
+
+    def __init__(self, event: threading.Event, wake_file: Path):
         self.event = event
+        self.wake_file = str(wake_file)
 
     def dispatch(self, ev: Any) -> None:
-        path = str(getattr(ev, "src_path", ""))
-        if not any(part in path for part in IGNORED_PARTS):
+        if ev.event_type not in WAKE_EVENTS:
+            return
+        path = ev.dest_path if ev.event_type == "moved" else ev.src_path
+        text = path.decode() if isinstance(path, bytes) else str(path)
+        if text == self.wake_file or Path(text).name == JOB_END_FILE:
             self.event.set()
 
 
-def watch_paths(ws: Workspace) -> list[Path]:
-    """The checkout, plus each site's output directory that lies outside it."""
-    paths = [ws.root]
+def wake_file(root: Path) -> Path:
+    """The file a post-receive hook or a forge webhook touches to start a cycle now."""
+    return GitStore(root).git_dir / WAKE_FILE
+
+
+def watch_paths(ws: Workspace) -> list[tuple[Path, bool]]:
+    """(directory, recursive): the git directory (for the wake file), and each local site's
+    job-state directory (a job's end starts the next step without waiting for the timer).
+    SLURM jobs are polled on the timer: their state is the scheduler's, not a file here."""
+    from tunegit.executors import JOBS_DIR
+
+    paths = [(wake_file(ws.root).parent, False)]
     for name in ws.sites():
         try:
-            out = ws.site_dir(ws.load_site(name).output_dir)
+            site = ws.load_site(name)
         except TunegitError:
             continue
-        if out.is_dir() and ws.root not in (out, *out.parents):
-            paths.append(out)
+        if site.executor == "local":
+            jobs = ws.site_dir(site.output_dir) / JOBS_DIR
+            with contextlib.suppress(OSError):
+                jobs.mkdir(parents=True, exist_ok=True)
+            if jobs.is_dir() and jobs not in [p for p, _ in paths]:
+                paths.append((jobs, True))
     return paths
 
 
 def watch(config: WatchConfig, *, interval_s: float, min_gap_s: float, stop: threading.Event,
           wake: threading.Event, log: Callable[[str], None],
           executor_for: engine.ExecutorFactory | None = None) -> None:
-    """Reconcile on a timer and at once on changes, until ``stop`` is set."""
+    """Reconcile every ``interval_s``, and at once (at most every ``min_gap_s``) when the wake
+    file is touched or a local job ends, until ``stop`` is set."""
     from watchdog.observers import Observer
 
     observer = Observer()
-    handler = _Wake(wake)
-    for path in watch_paths(Workspace(config.root)):
-        observer.schedule(handler, str(path), recursive=True)  # type: ignore[arg-type]
+    handler = _Wake(wake, wake_file(config.root))
+    for path, recursive in watch_paths(Workspace(config.root)):
+        observer.schedule(handler, str(path), recursive=recursive)  # type: ignore[arg-type]
     observer.start()
     try:
         while not stop.is_set():
@@ -321,7 +354,8 @@ def watch(config: WatchConfig, *, interval_s: float, min_gap_s: float, stop: thr
             except TunegitError as exc:
                 log(f"error: {exc.format()}")
             stop.wait(min_gap_s)
-            wake.wait(interval_s)
+            if wake.wait(interval_s):
+                stop.wait(SETTLE_S)  # the other events of the same write land before clear()
     finally:
         observer.stop()
         observer.join(timeout=5)

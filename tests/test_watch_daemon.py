@@ -1,0 +1,125 @@
+"""`tunegit watch` on real git and a real watchdog observer: what wakes it, and what must not.
+
+An idle watcher runs one cycle per --interval; its own fetches, commits and status writes
+change .git/ and the checkout every cycle, and must not wake it (they did: `watch` became a
+--min-gap poll loop, bench/PERFORMANCE.md). The wake file and a local job's end do wake it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from gitfixtures import (  # noqa: F401 (pytest fixtures)
+    clone,
+    commit_all,
+    git,
+    git_env_fixture,
+    origin_fixture,
+    plan_text,
+)
+from tunegit.executors import JOBS_DIR
+from tunegit.executors.base import JobObservation, JobSpec, Poll
+from tunegit.watcher import WAKE_FILE, WatchConfig, watch, watch_paths
+from tunegit.workspace import Workspace
+
+pytestmark = pytest.mark.usefixtures("git_env")
+
+MIN_GAP_S = 0.2  # a self-wake would show as a cycle every 0.2 s
+
+
+class QueuedExecutor:
+    """Takes every job and reports it pending (no training runs in this test)."""
+
+    name = "queued"
+    supports_dependencies = True
+
+    def submit(self, jobs: Sequence[JobSpec], *, known: object = None) -> dict[str, str]:
+        return {job.name: str(i + 1) for i, job in enumerate(jobs)}
+
+    def poll(self, job_ids: Collection[str], names: Collection[str] = ()) -> Poll:
+        return Poll({i: JobObservation(i, "PENDING") for i in job_ids}, {})
+
+    def cancel(self, job_ids: Collection[str]) -> None:
+        pass
+
+
+class Daemon:
+    """`watch` in a thread with a long interval; its cycle summaries are collected."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.lines: list[str] = []
+        self.stop, self.wake = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=watch, kwargs={
+            "config": WatchConfig(root, backoff_s=0.0), "interval_s": 600.0,
+            "min_gap_s": MIN_GAP_S, "stop": self.stop, "wake": self.wake,
+            "log": self.lines.append, "executor_for": lambda site: QueuedExecutor()},
+            daemon=True)
+
+    def cycles(self) -> int:
+        return len(self.lines)
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.05)
+        return condition()
+
+
+@pytest.fixture
+def daemon(origin: Path, tmp_path: Path) -> Iterator[Daemon]:
+    d = Daemon(clone(origin, tmp_path / "watcher", name="tunegit watcher"))
+    d.thread.start()
+    assert d.wait_for(lambda: d.cycles() == 1), "the first cycle did not run"
+    yield d
+    d.stop.set()
+    d.wake.set()
+    d.thread.join(timeout=30)
+    assert not d.thread.is_alive()
+
+
+def test_an_idle_watcher_does_not_wake_itself(daemon: Daemon) -> None:
+    time.sleep(15 * MIN_GAP_S)  # its first cycle fetched: .git/FETCH_HEAD, index, refs moved
+    assert daemon.cycles() == 1, daemon.lines
+
+
+def test_the_wake_file_starts_a_cycle_that_sees_the_new_plan(
+        daemon: Daemon, origin: Path, tmp_path: Path) -> None:
+    laptop = clone(origin, tmp_path / "laptop")
+    plan = laptop / "experiments" / "woken" / "experiment.yaml"
+    plan.parent.mkdir(parents=True)
+    plan.write_text(plan_text("woken"))
+    commit_all(laptop, "plan woken")
+    git(laptop, "push", "-q", "origin", "HEAD:main")
+    time.sleep(5 * MIN_GAP_S)
+    assert daemon.cycles() == 1, "a push the watcher was not told of must wait for the timer"
+    (daemon.root / ".git" / WAKE_FILE).touch()  # what the post-receive hook does
+    assert daemon.wait_for(lambda: daemon.cycles() == 2), daemon.lines
+    assert "1 experiment(s)" in daemon.lines[1], daemon.lines
+    assert "committed" in daemon.lines[1], daemon.lines
+    time.sleep(10 * MIN_GAP_S)  # its own status commit and push do not wake it again
+    assert daemon.cycles() == 2, daemon.lines
+    (daemon.root / ".git" / WAKE_FILE).touch()  # an existing file: only its times change
+    assert daemon.wait_for(lambda: daemon.cycles() == 3), daemon.lines
+    time.sleep(10 * MIN_GAP_S)
+    assert daemon.cycles() == 3, daemon.lines
+
+
+def test_a_local_job_ending_wakes_the_watcher(daemon: Daemon) -> None:
+    jobs = [p for p, _ in watch_paths(Workspace(daemon.root)) if p.name == JOBS_DIR]
+    assert jobs, "the local site's job directory is not watched"
+    state = jobs[0] / "job-1"
+    state.mkdir()
+    (state / "pid").write_text("1\n")  # a job starting writes files: no cycle for those
+    time.sleep(5 * MIN_GAP_S)
+    assert daemon.cycles() == 1, daemon.lines
+    (state / "rc.tmp").write_text("0\n")
+    (state / "rc.tmp").rename(state / "rc")  # the wrapper's last act
+    assert daemon.wait_for(lambda: daemon.cycles() == 2), daemon.lines
