@@ -106,3 +106,27 @@ def test_design_log_uses_seed_004_format(tmp_path: Path) -> None:
                                              (90, "1.5 h"), (600, "10.0 h")])
 def test_minutes(value: float, text: str) -> None:
     assert minutes(value) == text
+
+
+# --- compiled templates are cached beside the package's .pyc files ------------------------------
+
+def test_compiled_templates_are_cached_and_a_failing_cache_is_skipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunegit import templating
+
+    plan = analysis(tmp_path / "repo")
+
+    def fresh_render(cache_dir: Path) -> str:
+        monkeypatch.setattr(templating, "BYTECODE_DIR", cache_dir)
+        templating.environment.cache_clear()
+        return plan.plan_md()
+
+    try:
+        first = fresh_render(tmp_path / "cache")
+        assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".cache"]
+        assert fresh_render(tmp_path / "cache") == first  # the second process reads it back
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a directory\n")
+        assert fresh_render(blocker / "cache") == first  # no cache, same rendering
+    finally:
+        templating.environment.cache_clear()
