@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from check_speed import BIG, big_plan
-from perf_lab import alternate, exp_name, git, git_env, machine, make_lab
+from perf_lab import alternate, archive, exp_name, git, git_env, machine, make_lab
 
 from tunegit.priors import INDEX_FILE
 
@@ -59,6 +59,9 @@ def main() -> int:
     parser.add_argument("--experiments", type=int, default=500)
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also time the lab and 1,000-run checks as of this revision of "
+                        "automation/ (git archive), interleaved with the working tree's")
     args = parser.parse_args()
     py = sys.executable
     with tempfile.TemporaryDirectory(prefix="tunegit-perf-hook-") as tmp:
@@ -88,12 +91,17 @@ def main() -> int:
             "floor": [py, "-c",
                       f"import yaml; yaml.load(open({str(plan)!r}), Loader=yaml.CSafeLoader)"],
             "python -c pass": [py, "-c", "pass"],
+            "libs": [py, "-c", "import yaml, jinja2, pydantic"],
             "cold": ["sh", "-c", f"rm -f {lab}/.git/{INDEX_FILE}; exec \"$@\"", "-", *tg,
                      "check", "-q", rel],
             "lab": [*tg, "check", "-q", rel],
             "solo": [py, "-m", "tunegit", "-C", str(solo), "check", "-q", rel],
             "big": [*tg, "check", "-q", f"experiments/{BIG}/experiment.yaml"],
         }
+        if args.baseline:
+            old = archive(args.baseline, base / "baseline")
+            for key in ("lab", "big"):
+                commands[f"{key}-base"] = ["env", f"PYTHONPATH={old}", *commands[key]]
         medians = alternate(commands, env, args.repeat)
         counted = opens(py, env, lab, "check", "-q", rel)
         runs_total = args.experiments * args.runs
@@ -106,13 +114,18 @@ def main() -> int:
         "floor": f"floor: python -c 'import yaml; yaml.load(PLAN, CSafeLoader)' ({exp_name(0)}"
                  "-sized plan)",
         "python -c pass": "python -c pass (interpreter start alone)",
+        "libs": "python -c 'import yaml, jinja2, pydantic' (the design's libraries alone)",
         "cold": f"tunegit check -q {rel} (lab repo, {args.experiments} experiments, no priors "
                 "index: a fresh clone, CI)",
         "lab": f"tunegit check -q {rel} (lab repo, {args.experiments} experiments)",
         "solo": f"tunegit check -q {rel} (the same plan alone in a repo)",
         "big": f"tunegit check -q experiments/{BIG} (1,000 runs, in the lab repo)",
+        "lab-base": f"the lab check as of {args.baseline}",
+        "big-base": f"the 1,000-run check as of {args.baseline}",
     }
     for key, label in labels.items():
+        if key not in medians:
+            continue
         print(f"| {label} | {medians[key] * 1000:.0f} ms | {medians[key] / floor:.1f} |")
     print(f"\nfiles opened by the lab check (audit hook): {counted['opens']}, of which "
           f"runs_status.yaml: {counted['status_opens']}")

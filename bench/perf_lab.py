@@ -143,9 +143,10 @@ def git(cwd: Path, env: dict[str, str], *args: str) -> str:
 
 
 def archive(rev: str, dest: Path) -> Path:
-    """automation/ as of ``rev`` (git archive) under ``dest``: a PYTHONPATH for the code before."""
+    """automation/ as of ``rev`` (git archive) under ``dest``: a PYTHONPATH for the code before
+    (templates/ too: the package reaches it through a symlink)."""
     dest.mkdir(parents=True, exist_ok=True)
-    tar = subprocess.run(["git", "-C", str(REPO), "archive", rev, "automation"],
+    tar = subprocess.run(["git", "-C", str(REPO), "archive", rev, "automation", "templates"],
                          capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
     return dest / "automation"

@@ -183,3 +183,34 @@ def test_history_in_git_is_what_the_estimate_reads(history_repo: Path) -> None:
     log = git(history_repo, "log", "--format=%s")
     assert "della_real_1b: runs completed" in log
     assert git(history_repo, "status", "--porcelain") == ""
+
+
+SWEEP_TINY = NEW_TINY.replace("name: new_tiny", "name: sweep_tiny").replace(
+    "factors: {lora_rank: [16]}",
+    "factors: {lora_rank: [8, 16], learning_rate: [1.0e-3, 3.0e-3, 1.0e-2]}").replace(
+    'run_name: "tiny_rank{lora_rank}"', 'run_name: "tiny_rank{lora_rank}_lr{learning_rate}"')
+
+
+def test_a_plan_is_fitted_once_per_run_shape_with_the_same_estimates(
+        history_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """estimate_plan shares the choice of priors and the fit across runs of one shape
+    (bench/PERFORMANCE.md: O(runs x priors) before); each run's estimate is what a fresh,
+    unshared estimate of it gives."""
+    from tunegit import estimate as est
+    from tunegit.analysis import analyse
+
+    write_plan(history_repo, "sweep_tiny", SWEEP_TINY)
+    ws = Workspace(history_repo)
+    a = analyse(ws, ws.experiment_dir("sweep_tiny") / "experiment.yaml")
+    fits: list[int] = []
+    real_fit = est.fit_history
+    monkeypatch.setattr(est, "fit_history", lambda shape, chosen: (
+        fits.append(shape.batch_size) or real_fit(shape, chosen)))
+    priors = load_repo_priors(ws)
+    shared = est.estimate_plan(a.expansion, a.site, priors, a.verification.datasets)
+    assert len(shared.runs) == 6 and len(fits) == 2  # 6 runs, 2 ranks: 2 shapes
+    for run, got in zip(a.expansion.runs, shared.runs, strict=True):
+        alone = est.estimate_run(run, a.expansion.evaluations_of(run.name), a.site, priors,
+                                 a.verification.datasets)
+        assert got == alone, run.name
+    assert not any(r.preliminary for r in shared.runs)
