@@ -263,3 +263,35 @@ def test_priors_index_reads_each_unchanged_status_file_once(
     again = priors.load_repo_priors(ws, exclude="done_0")
     assert status_opens(opened, names) == 1
     assert {p.it_per_s for p in again if p.source.startswith("done_2")} == {3.0}
+
+
+def test_a_copied_index_spares_a_fresh_clone_the_parse(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI restores .git/tunegit-priors.json into a fresh clone: every stat key differs (new
+    inodes, new mtimes), the bytes do not, so the files are hashed, not parsed."""
+    import shutil
+
+    root = make_repo(tmp_path / "repo")
+    (root / ".git").mkdir()
+    names = [f"done_{i}" for i in range(3)]
+    completed_repo(root, names)
+    monkeypatch.setattr(priors, "_MEMO", {})
+    first = priors.load_repo_priors(Workspace(root))
+    clone_root = tmp_path / "clone"
+    shutil.copytree(root, clone_root)
+    for name in names:
+        (clone_root / "experiments" / name / STATUS_FILE).touch()
+    parsed: list[str] = []
+    real_parse = priors._parse_priors
+    monkeypatch.setattr(priors, "_parse_priors",
+                        lambda name, data: parsed.append(name) or real_parse(name, data))
+    monkeypatch.setattr(priors, "_MEMO", {})
+    ws = Workspace(clone_root)
+    assert priors.load_repo_priors(ws) == first
+    assert parsed == []
+    path = ws.experiment_dir("done_1") / STATUS_FILE  # changed bytes are parsed again
+    path.write_text(path.read_text().replace("it_per_s: 2.0", "it_per_s: 3.0"))
+    monkeypatch.setattr(priors, "_MEMO", {})
+    again = priors.load_repo_priors(ws)
+    assert parsed == ["done_1"]
+    assert {p.it_per_s for p in again if p.source.startswith("done_1")} == {3.0}

@@ -13,6 +13,15 @@ from typing import Any
 import pytest
 import yaml
 
+from gitfixtures import (  # noqa: F401 (pytest fixtures)
+    clone,
+    commit_all,
+    git,
+    git_env_fixture,
+    origin_fixture,
+    plan_text,
+    tunegit_on_path_fixture,
+)
 from tunegit.gitstore import STATUS_PREFIX
 from tunegit.plandiff import MARKER
 
@@ -112,3 +121,44 @@ def test_workflows_match_the_github_workflow_schema(tmp_path: Path) -> None:
     bad = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows", str(broken)],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 1, bad.stdout
+
+
+# --- the plan workflow's check step, run for real ---------------------------------------------
+
+def check_step_script() -> str:
+    steps = load(REPO / ".github" / "workflows" / "plan.yml")["jobs"]["plan"]["steps"]
+    script: str = next(s for s in steps if s.get("id") == "check")["run"]
+    return script
+
+
+def test_the_check_step_checks_the_changed_experiments_or_all_when_a_site_changed(
+        origin: Path, tmp_path: Path, tunegit_on_path: Path) -> None:
+    repo = clone(origin, tmp_path / "pr")
+    for name in ("exp_a", "exp_b"):
+        plan = repo / "experiments" / name / "experiment.yaml"
+        plan.parent.mkdir(parents=True)
+        plan.write_text(plan_text(name))
+    subprocess.run([str(tunegit_on_path), "-C", str(repo), "check", "--write", "-q"], check=True)
+    stale = repo / "experiments" / "exp_a" / "runs_plan.md"  # exp_a fails any check of it
+    stale.write_text(stale.read_text().replace("exp_a", "exp_a (edited)", 1))
+    commit_all(repo, "base: exp_a's runs_plan.md is stale")
+    base = git(repo, "rev-parse", "HEAD").strip()
+
+    def run_step() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-e", "-c", check_step_script()], cwd=repo,
+                              env={**os.environ, "BASE": base}, capture_output=True, text=True)
+
+    plan_b = repo / "experiments" / "exp_b" / "experiment.yaml"
+    plan_b.write_text(plan_text("exp_b", lr="2.0e-2"))
+    subprocess.run([str(tunegit_on_path), "-C", str(repo), "check", "--write", "-q",
+                    "experiments/exp_b"], check=True)
+    (repo / "experiments" / "exp_b" / "notes.png").write_bytes(b"\x89PNG\r\n")
+    commit_all(repo, "exp_b: a new learning rate")
+    changed = run_step()
+    assert changed.returncode == 0, changed.stderr  # exp_b only: exp_a is not looked at
+    site = repo / "sites" / "local.yaml"
+    site.write_text(site.read_text() + "# a comment\n")
+    commit_all(repo, "a site change")
+    everything = run_step()
+    assert everything.returncode == 1
+    assert "experiments/exp_a/runs_plan.md" in everything.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -145,14 +146,16 @@ def priors_from_status(experiment: str, status: dict[str, Any], gpu_type: str) -
 # Collecting repository priors parses every other experiment's runs_status.yaml: with hundreds
 # of experiments that was nearly all of what `tunegit check` (the pre-commit hook) and each
 # analysis in a watcher cycle cost (bench/PERFORMANCE.md). The index keeps, per status file,
-# its stat key (mtime, size, inode) and the priors read from it, so an unchanged file is
-# stat'ed, not opened. It is kept in the git directory (never committed; a fresh clone builds
-# it on its first check) and, for a long-lived process such as the watcher, in memory. As in
-# git's own index, an entry whose file changed less than RACY_NS before it was recorded is not
-# trusted (a same-size rewrite within one mtime tick would otherwise go unseen).
+# its stat key (mtime, size, inode), a digest of its bytes, and the priors read from it, so an
+# unchanged file is stat'ed, not opened, and a file whose stat changed but whose bytes did not
+# (a fresh clone given a cached index, as CI does; a checkout; a touch) is hashed, not parsed.
+# It is kept in the git directory (never committed) and, for a long-lived process such as the
+# watcher, in memory. As in git's own index, a stat key recorded less than RACY_NS after the
+# file changed is not trusted (a same-size rewrite within one mtime tick would otherwise go
+# unseen); the digest has no such window: the priors are parsed from the bytes it hashed.
 
 INDEX_FILE = "tunegit-priors.json"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 RACY_NS = 2_000_000_000
 _FIELD_ORDER = tuple(f.name for f in dataclasses.fields(PriorRun))
 
@@ -163,6 +166,7 @@ StatKey = tuple[int, int, int]
 class _Entry:
     key: StatKey
     recorded_ns: int
+    digest: str
     priors: tuple[PriorRun, ...]
 
     def valid_for(self, key: StatKey) -> bool:
@@ -196,15 +200,31 @@ def git_dir(root: Path) -> Path | None:
     return target if target.is_absolute() else root / target
 
 
-def _read_priors(name: str, path: Path) -> tuple[PriorRun, ...]:
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _read_entry(name: str, path: Path, key: StatKey, known: _Entry | None) -> _Entry:
+    """The file's entry: ``known``'s priors when its bytes are unchanged, else parsed."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+    except OSError:
+        return _Entry(key, time.time_ns(), "", ())
+    digest = _digest(data)
+    if known is not None and known.digest == digest:
+        return dataclasses.replace(known, key=key, recorded_ns=time.time_ns())
+    return _Entry(key, time.time_ns(), digest, _parse_priors(name, data))
+
+
+def _parse_priors(name: str, data: bytes) -> tuple[PriorRun, ...]:
+    try:
+        text = data.decode("utf-8")
         if COMPLETED not in text:  # nothing to learn from; skip the YAML parse
             return ()
-        data = yaml.load(text, Loader=SAFE_LOADER) or {}
-    except (yaml.YAMLError, ValueError, OSError, RecursionError):
+        loaded = yaml.load(text, Loader=SAFE_LOADER) or {}
+    except (yaml.YAMLError, ValueError, RecursionError):
         return ()
-    return tuple(priors_from_status(name, data, "")) if isinstance(data, dict) else ()
+    return tuple(priors_from_status(name, loaded, "")) if isinstance(loaded, dict) else ()
 
 
 def _load_index(path: Path | None) -> dict[str, _Entry]:
@@ -214,7 +234,7 @@ def _load_index(path: Path | None) -> dict[str, _Entry]:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("version") != INDEX_VERSION or data.get("fields") != list(_FIELD_ORDER):
             return {}
-        return {rel: _Entry(tuple(e["key"]), int(e["recorded_ns"]),
+        return {rel: _Entry(tuple(e["key"]), int(e["recorded_ns"]), str(e["digest"]),
                             tuple(PriorRun(*row) for row in e["priors"]))
                 for rel, e in data["entries"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -223,7 +243,7 @@ def _load_index(path: Path | None) -> dict[str, _Entry]:
 
 def _save_index(path: Path, entries: dict[str, _Entry]) -> None:
     data = {"version": INDEX_VERSION, "fields": list(_FIELD_ORDER), "entries": {
-        rel: {"key": list(e.key), "recorded_ns": e.recorded_ns,
+        rel: {"key": list(e.key), "recorded_ns": e.recorded_ns, "digest": e.digest,
               "priors": [dataclasses.astuple(p) for p in e.priors]}
         for rel, e in sorted(entries.items())}}
     with contextlib.suppress(OSError):  # a read-only checkout: the index only saves time
@@ -250,7 +270,7 @@ def load_repo_priors(ws: Workspace, exclude: str = "") -> list[PriorRun]:
             rel = f"experiments/{name}/{STATUS_FILE}"
             entry = index.get(rel)
             if entry is None or not entry.valid_for(key):
-                entry = index[rel] = _Entry(key, time.time_ns(), _read_priors(name, path))
+                entry = index[rel] = _read_entry(name, path, key, entry)
                 changed = True
             _MEMO[str(path)] = entry
         if name != exclude:
