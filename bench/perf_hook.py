@@ -9,7 +9,9 @@ Builds (in a temp dir) a repository of --experiments plans x --runs runs (defaul
   file) in the lab repository, and the same plan alone in a one-experiment repository;
 - the 1,000-run plan (bench/check_speed.py's) in the lab repository;
 - the lab check with the priors index (.git/tunegit-priors.json) removed first: a fresh
-  clone or a CI job.
+  clone or a CI job without a cache;
+- the lab check after touching every runs_status.yaml: new stat keys, same bytes (a fresh
+  clone given a cached index, as the plan workflow does).
 
 and, in-process with an audit hook, how many files the lab check opens (and how many of
 them are other experiments' runs_status.yaml).
@@ -94,6 +96,10 @@ def main() -> int:
             "libs": [py, "-c", "import yaml, jinja2, pydantic"],
             "cold": ["sh", "-c", f"rm -f {lab}/.git/{INDEX_FILE}; exec \"$@\"", "-", *tg,
                      "check", "-q", rel],
+            # an hour ago (a new stat key each run, outside the index's racy window)
+            "restored": ["sh", "-c", f"touch -d @$(($(date +%s) - 3600)) "
+                         f"{lab}/experiments/*/runs_status.yaml; exec \"$@\"",
+                         "-", *tg, "check", "-q", rel],
             "lab": [*tg, "check", "-q", rel],
             "solo": [py, "-m", "tunegit", "-C", str(solo), "check", "-q", rel],
             "big": [*tg, "check", "-q", f"experiments/{BIG}/experiment.yaml"],
@@ -117,6 +123,8 @@ def main() -> int:
         "libs": "python -c 'import yaml, jinja2, pydantic' (the design's libraries alone)",
         "cold": f"tunegit check -q {rel} (lab repo, {args.experiments} experiments, no priors "
                 "index: a fresh clone, CI)",
+        "restored": f"tunegit check -q {rel} (lab repo, every status file's stat changed, "
+                    "bytes not: a fresh clone given a cached index, CI)",
         "lab": f"tunegit check -q {rel} (lab repo, {args.experiments} experiments)",
         "solo": f"tunegit check -q {rel} (the same plan alone in a repo)",
         "big": f"tunegit check -q experiments/{BIG} (1,000 runs, in the lab repo)",

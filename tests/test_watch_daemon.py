@@ -88,28 +88,42 @@ def daemon(origin: Path, tmp_path: Path) -> Iterator[Daemon]:
 def test_an_idle_watcher_does_not_wake_itself(daemon: Daemon) -> None:
     time.sleep(15 * MIN_GAP_S)  # its first cycle fetched: .git/FETCH_HEAD, index, refs moved
     assert daemon.cycles() == 1, daemon.lines
+    (daemon.root / ".git" / WAKE_FILE).touch()  # woken, but the branch has not moved
+    time.sleep(10 * MIN_GAP_S)
+    assert daemon.cycles() == 1, daemon.lines
 
 
-def test_the_wake_file_starts_a_cycle_that_sees_the_new_plan(
-        daemon: Daemon, origin: Path, tmp_path: Path) -> None:
-    laptop = clone(origin, tmp_path / "laptop")
-    plan = laptop / "experiments" / "woken" / "experiment.yaml"
+def push_plan(origin: Path, tmp_path: Path, name: str) -> None:
+    laptop = tmp_path / "laptop"
+    if not laptop.exists():
+        clone(origin, laptop)
+    git(laptop, "pull", "-q", "origin", "main")
+    plan = laptop / "experiments" / name / "experiment.yaml"
     plan.parent.mkdir(parents=True)
-    plan.write_text(plan_text("woken"))
-    commit_all(laptop, "plan woken")
+    plan.write_text(plan_text(name))
+    commit_all(laptop, f"plan {name}")
     git(laptop, "push", "-q", "origin", "HEAD:main")
-    time.sleep(5 * MIN_GAP_S)
-    assert daemon.cycles() == 1, "a push the watcher was not told of must wait for the timer"
-    (daemon.root / ".git" / WAKE_FILE).touch()  # what the post-receive hook does
+
+
+def test_a_post_receive_hook_wakes_the_watcher_for_merges_not_for_its_own_pushes(
+        daemon: Daemon, origin: Path, tmp_path: Path) -> None:
+    hook = origin / "hooks" / "post-receive"
+    hook.write_text(f"#!/bin/sh\ntouch '{daemon.root / '.git' / WAKE_FILE}'\n")
+    hook.chmod(0o755)
+    push_plan(origin, tmp_path, "woken")
     assert daemon.wait_for(lambda: daemon.cycles() == 2), daemon.lines
     assert "1 experiment(s)" in daemon.lines[1], daemon.lines
     assert "committed" in daemon.lines[1], daemon.lines
-    time.sleep(10 * MIN_GAP_S)  # its own status commit and push do not wake it again
+    time.sleep(10 * MIN_GAP_S)  # its status push ran the hook too: that wake is dropped
     assert daemon.cycles() == 2, daemon.lines
+    assert git(origin, "log", "-1", "--format=%s", "main").startswith("status(woken)")
+    hook.unlink()
+    push_plan(origin, tmp_path, "second")
+    time.sleep(5 * MIN_GAP_S)
+    assert daemon.cycles() == 2, "a push the watcher was not told of must wait for the timer"
     (daemon.root / ".git" / WAKE_FILE).touch()  # an existing file: only its times change
     assert daemon.wait_for(lambda: daemon.cycles() == 3), daemon.lines
-    time.sleep(10 * MIN_GAP_S)
-    assert daemon.cycles() == 3, daemon.lines
+    assert "committed" in daemon.lines[2], daemon.lines
 
 
 def test_a_local_job_ending_wakes_the_watcher(daemon: Daemon) -> None:

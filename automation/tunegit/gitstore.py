@@ -237,6 +237,16 @@ class GitStore:
                 return None
         return shas
 
+    def remote_tip(self) -> str | None:
+        """The remote branch's commit as the remote says now (one `git ls-remote`); None when
+        it cannot be told."""
+        try:
+            words = self._git("ls-remote", "--heads", self.remote,
+                              f"refs/heads/{self.branch}").split()
+        except git.GitCommandError:
+            return None
+        return words[0] if words else None
+
     def sync(self) -> SyncResult:
         """Fetch, then fast-forward (or replay own unpushed status commits). Never a merge."""
         self.check_checkout()

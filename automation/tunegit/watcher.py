@@ -288,7 +288,8 @@ SETTLE_S = 0.2  # one write makes several events (created, modified, closed): on
 
 
 class _Wake:
-    """watchdog handler: a touch of the wake file, or a local job's end, sets the event.
+    """watchdog handler: a touch of the wake file ("branch"), or a local job's end ("job"),
+    sets the event and says which.
 
     Nothing else wakes the watcher: its own fetch, commits and status writes change .git/
     and the checkout on every cycle, and a wake on those would turn `--interval` into a
@@ -298,14 +299,24 @@ class _Wake:
     def __init__(self, event: threading.Event, wake_file: Path):
         self.event = event
         self.wake_file = str(wake_file)
+        self.kinds: set[str] = set()
 
     def dispatch(self, ev: Any) -> None:
         if ev.event_type not in WAKE_EVENTS:
             return
         path = ev.dest_path if ev.event_type == "moved" else ev.src_path
         text = path.decode() if isinstance(path, bytes) else str(path)
-        if text == self.wake_file or Path(text).name == JOB_END_FILE:
+        kind = "branch" if text == self.wake_file else "job" if (
+            Path(text).name == JOB_END_FILE) else ""
+        if kind:
+            self.kinds.add(kind)
             self.event.set()
+
+    def take(self) -> set[str]:
+        """What woke the watcher since the last call (clears the event)."""
+        self.event.clear()
+        kinds, self.kinds = self.kinds, set()
+        return kinds
 
 
 def wake_file(root: Path) -> Path:
@@ -334,6 +345,17 @@ def watch_paths(ws: Workspace) -> list[tuple[Path, bool]]:
     return paths
 
 
+def branch_news(store: GitStore) -> bool:
+    """Whether the remote branch holds what no cycle acted on yet. The watcher's own push runs
+    the same post-receive hook as a merge: a wake whose remote tip is the commit last fetched
+    or pushed, with only status commits above the last reconciled one, is its own."""
+    tip = store.remote_tip()
+    if tip is None or tip != store.rev(store.remote_ref):
+        return True
+    reconciled = WatchState.load(store.git_dir / STATE_FILE).reconciled
+    return store.changed_experiments(reconciled, tip) != set()
+
+
 def watch(config: WatchConfig, *, interval_s: float, min_gap_s: float, stop: threading.Event,
           wake: threading.Event, log: Callable[[str], None],
           executor_for: engine.ExecutorFactory | None = None) -> None:
@@ -346,16 +368,20 @@ def watch(config: WatchConfig, *, interval_s: float, min_gap_s: float, stop: thr
     for path, recursive in watch_paths(Workspace(config.root)):
         observer.schedule(handler, str(path), recursive=recursive)  # type: ignore[arg-type]
     observer.start()
+    store = GitStore(config.root, remote=config.remote, branch=config.branch)
+    timer = True  # the first cycle
     try:
         while not stop.is_set():
-            wake.clear()
-            try:
-                log(reconcile_once(config, executor_for=executor_for).summary())
-            except TunegitError as exc:
-                log(f"error: {exc.format()}")
-            stop.wait(min_gap_s)
-            if wake.wait(interval_s):
-                stop.wait(SETTLE_S)  # the other events of the same write land before clear()
+            kinds = handler.take()
+            if timer or "job" in kinds or ("branch" in kinds and branch_news(store)):
+                try:
+                    log(reconcile_once(config, executor_for=executor_for).summary())
+                except TunegitError as exc:
+                    log(f"error: {exc.format()}")
+                stop.wait(min_gap_s)
+            timer = not wake.wait(interval_s)
+            if not timer:
+                stop.wait(SETTLE_S)  # the other events of the same write land before take()
     finally:
         observer.stop()
         observer.join(timeout=5)
