@@ -8,8 +8,6 @@ Import the fixtures you use into a test module (pytest finds them there by their
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import shutil
 import stat
@@ -25,16 +23,6 @@ AUTOMATION = REPO / "automation"
 TESTS = Path(__file__).resolve().parent
 SEED_FILES = ("sites/local.yaml", "tasks/capitalization/eval.py",
               "tasks/capitalization/input/words_5L_80P_200.json")
-# Commands this work stream adds; until cli.py registers them, tunegit() registers them itself.
-COMMANDS = {
-    "diff": "tunegit.commands.diff",
-    "reconcile": "tunegit.commands.reconcile",
-    "watch": "tunegit.commands.watch",
-    "status": "tunegit.commands.status",
-    "history": "tunegit.commands.history",
-    "guard-status": "tunegit.commands.guard_status",
-}
-
 SMALL_PLAN = """\
 name: {name}
 type: sanity_check
@@ -146,27 +134,11 @@ def clone(origin: Path, dest: Path, *, name: str = "Test Author") -> Path:
 
 # --- running tunegit -------------------------------------------------------------------------
 
-def _parser() -> argparse.ArgumentParser:
-    from tunegit import cli
-
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, module in COMMANDS.items():
-        if name not in sub.choices:
-            importlib.import_module(module).add_parser(sub)
-    return parser
-
-
 def tunegit(argv: Sequence[str]) -> int:
-    """`tunegit ARGV` in-process, with this work stream's commands registered."""
+    """`tunegit ARGV` in-process (what the console script runs)."""
     from tunegit import cli
-    from tunegit.errors import run_guarded
 
-    if all(cli.COMMANDS.get(k) == v for k, v in COMMANDS.items()):
-        return cli.main(list(argv))
-    args = _parser().parse_args(list(argv))
-    module = importlib.import_module({**cli.COMMANDS, **COMMANDS}[args.command])
-    return run_guarded(lambda: int(module.main(args)))
+    return cli.main(list(argv))
 
 
 @pytest.fixture(name="tunegit_on_path")
