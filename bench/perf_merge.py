@@ -6,7 +6,7 @@ capitalization task) and a watcher clone, and starts `tunegit watch --interval I
 separate process with an `sbatch` wrapper first on PATH that stamps the time of each call
 (and adds --hold, so no job actually runs; they are all cancelled at the end). For each
 trigger, a developer clone pushes a new one-run plan to main and the bench waits for the
-first sbatch:
+first sbatch stamped after the push started:
 
 - `interval`: nothing tells the watcher; the next timer cycle fetches (`watch --interval 60`);
 - `webhook`: the origin's post-receive hook touches .git/tunegit-wake in the watcher's
@@ -105,14 +105,18 @@ def trial(base: Path, env: dict[str, str], mode: str, pushes: int, log: Path,
         hook = origin / "hooks" / "post-receive"
         hook.write_text(f"#!/bin/sh\ntouch '{watcher}/.git/{WAKE_FILE}'\n")
         hook.chmod(0o755)
-    proc = subprocess.Popen([sys.executable, "-m", "tunegit", "-C", str(watcher), "watch",
-                             "--interval", interval], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    watch_log = root / "watch.log"
+    with watch_log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "tunegit", "-C", str(watcher), "watch",
+                                 "--interval", interval], env=env, stdout=sink,
+                                stderr=subprocess.STDOUT, text=True)
     results: list[float | None] = []
     try:
         time.sleep(8)  # the first cycle (everything) is over; the timer is running
         for i in range(pushes):
-            name = f"merge_{mode.replace('-', '_')}_{i}"
+            # Unique per bench run: SLURM still lists the last run's cancelled jobs (MinJobAge),
+            # and tunegit adopts a pending step's job by its name (bench/RELIABILITY.md).
+            name = f"merge_{mode.replace('-', '_')}_{os.getpid()}_{i}"
             plan = dev / "experiments" / name / "experiment.yaml"
             plan.parent.mkdir(parents=True)
             plan.write_text(PLAN.format(name=name))
@@ -122,9 +126,13 @@ def trial(base: Path, env: dict[str, str], mode: str, pushes: int, log: Path,
             git(dev, env, "add", "-A")
             git(dev, env, "commit", "-q", "-m", f"plan {name}")
             git(dev, env, "pull", "-q", "--rebase", "origin", "main")
+            pushed = time.time()  # before: the ref is visible (and the hook runs) mid-push
             git(dev, env, "push", "-q", "origin", "HEAD:main")
-            pushed = time.time()
             results.append(first_sbatch_after(log, pushed, timeout))
+            if results[-1] is None:
+                print(f"{mode} push {i} at {pushed:.3f}: no sbatch within {timeout:g} s; the "
+                      f"watcher said:\n{watch_log.read_text()}sbatch calls:\n"
+                      f"{log.read_text() if log.exists() else ''}", file=sys.stderr)
             time.sleep(6 if mode != "interval" else 1)  # let the cycle commit and push
     finally:
         proc.send_signal(signal.SIGTERM)
