@@ -281,8 +281,6 @@ def _names(result: CycleResult) -> list[str]:
 
 WAKE_FILE = "tunegit-wake"  # in the checkout's git directory: touched when the branch moves
 JOB_END_FILE = "rc"  # the local executor's wrapper moves it in when a job ends
-
-
 WAKE_EVENTS = ("created", "modified", "attrib", "closed", "moved")  # not opened or deleted
 SETTLE_S = 0.2  # one write makes several events (created, modified, closed): one wake
 
@@ -353,7 +351,10 @@ def branch_news(store: GitStore) -> bool:
     if tip is None or tip != store.rev(store.remote_ref):
         return True
     reconciled = WatchState.load(store.git_dir / STATE_FILE).reconciled
-    return store.changed_experiments(reconciled, tip) != set()
+    try:
+        return store.changed_experiments(reconciled, tip) != set()
+    except git.GitCommandError:
+        return True  # cannot tell: a cycle finds out (and reports what is wrong)
 
 
 def watch(config: WatchConfig, *, interval_s: float, min_gap_s: float, stop: threading.Event,
