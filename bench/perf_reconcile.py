@@ -7,7 +7,8 @@ process, with a counting executor (no scheduler is touched here: perf_slurm.py d
 
 1. nothing-to-do cycles (`watcher.reconcile_once`): CPU time per cycle (this process and its
    git children, from getrusage), files opened (audit hook `open`), runs_status.yaml files
-   opened, git processes started (audit hook `subprocess.Popen`);
+   opened, git processes started (audit hook `subprocess.Popen`); next to it the naive way
+   to find live experiments, parsing every runs_status.yaml (what the watcher did before);
 2. one cycle after a human commit that changes one plan (that experiment must be the only
    one reconciled; files opened show what its analysis reads);
 3. memory: --cycles nothing-to-do cycles in this same process on a repository of
@@ -36,8 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from perf_lab import git, git_env, machine, make_lab, plan_text
 
+from tunegit import status as status_mod
 from tunegit.executors.base import JobObservation, JobSpec, Poll
-from tunegit.watcher import STATE_FILE, WatchConfig, WatchState, reconcile_once
+from tunegit.watcher import STATE_FILE, WatchConfig, WatchState, has_work, reconcile_once
+from tunegit.workspace import STATUS_FILE, Workspace
 
 
 class CountingExecutor:
@@ -140,6 +143,24 @@ def measure(config: WatchConfig, audit: Audit, executor: CountingExecutor, cycle
             "reconciled": len(chosen)}
 
 
+def measure_naive(watcher: Path, audit: Audit, cycles: int) -> dict[str, float]:
+    """The naive way to find live experiments: parse every runs_status.yaml each cycle (what
+    the watcher did before it kept them in its state), alone, without git."""
+    ws = Workspace(watcher)
+    audit.reset()
+    cpu0, wall0 = cpu_s(), time.perf_counter()
+    audit.on = True
+    for _ in range(cycles):
+        for name in ws.experiments():
+            has_work(status_mod.read(ws.experiment_dir(name) / STATUS_FILE), pending=False)
+    audit.on = False
+    status = sum(n for p, n in audit.opens.items() if p.endswith("runs_status.yaml"))
+    return {"cpu_ms": (cpu_s() - cpu0) * 1000 / cycles,
+            "wall_ms": (time.perf_counter() - wall0) * 1000 / cycles,
+            "opens": sum(audit.opens.values()) / cycles, "status_opens": status / cycles,
+            "git": audit.procs / cycles, "polls": 0.0, "reconciled": 0.0}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", type=int, default=500)
@@ -157,6 +178,7 @@ def main() -> int:
         seed, watcher, env = setup(base, args.experiments, args.runs)
         config = WatchConfig(watcher)
         idle = measure(config, audit, executor, args.repeat)
+        naive = measure_naive(watcher, audit, args.repeat)
         # one human commit changing one (pending) plan
         name = f"lab_{args.experiments - 1:04d}"
         plan = seed / "experiments" / name / "experiment.yaml"
@@ -184,7 +206,9 @@ def main() -> int:
           "files opened/cycle | runs_status.yaml opened/cycle | git processes/cycle | "
           "polls/cycle |")
     print("|---|---|---|---|---|---|---|---|")
-    for label, m in (("nothing to do", idle), ("one plan changed by a human commit", one),
+    for label, m in (("nothing to do", idle),
+                     ("naive: parse every runs_status.yaml to find live jobs (no git)", naive),
+                     ("one plan changed by a human commit", one),
                      ("that experiment's jobs live, nothing else to do", live)):
         print(f"| {label} | {m['reconciled']:.0f} | {m['cpu_ms']:.0f} | {m['wall_ms']:.0f} | "
               f"{m['opens']:.0f} | {m['status_opens']:.0f} | {m['git']:.0f} | "
