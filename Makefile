@@ -1,4 +1,4 @@
-# Two entry points on a fresh machine (Debian/Ubuntu, Python >= 3.10):
+# Two entry points on a fresh machine (Debian/Ubuntu, Python >= 3.11):
 #   make demo   set up .venv and run the demo experiment end to end on the local executor
 #   make test   set up .venv and run the test suite
 PYTHON ?= python3
