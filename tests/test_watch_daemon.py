@@ -127,7 +127,8 @@ def test_a_post_receive_hook_wakes_the_watcher_for_merges_not_for_its_own_pushes
 
 
 def test_a_local_job_ending_wakes_the_watcher(daemon: Daemon) -> None:
-    jobs = [p for p, _ in watch_paths(Workspace(daemon.root)) if p.name == JOBS_DIR]
+    paths = watch_paths(Workspace(daemon.root), daemon.root / ".git")
+    jobs = [p for p, _ in paths if p.name == JOBS_DIR]
     assert jobs, "the local site's job directory is not watched"
     state = jobs[0] / "job-1"
     state.mkdir()

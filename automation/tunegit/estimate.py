@@ -441,8 +441,7 @@ class PriorChooser:
     """
 
     def __init__(self, priors: Sequence[PriorRun], gpu_type: str, device: str):
-        self.gpu_type, self.device = gpu_type, device
-        self.usable = [p for p in priors if (p.it_per_s or p.tokens_per_s) and p.device == device]
+        self.priors, self.gpu_type, self.device = priors, gpu_type, device
         self._chosen: dict[tuple[object, ...], list[PriorRun]] = {}
         self._fits: dict[tuple[object, ...], Fit | None] = {}
         self._memory: dict[tuple[object, ...], PriorRun | None] = {}
@@ -451,12 +450,12 @@ class PriorChooser:
     def nearest(self, run: Run) -> list[PriorRun]:
         key = _shape_key(run)
         if key not in self._chosen:
-            self._chosen[key] = nearest_priors(run, self.gpu_type, self.usable, self.device)
+            self._chosen[key] = nearest_priors(run, self.gpu_type, self.priors, self.device)
         return self._chosen[key]
 
     def fit(self, run: Run, shape: Shape) -> Fit | None:
         # _point reads the shape's model, batch size and padded length, nothing else.
-        key = (*_shape_key(run), shape.batch_size, shape.padded_length)
+        key = (*_shape_key(run), shape.padded_length)
         if key not in self._fits:
             self._fits[key] = fit_history(shape, self.nearest(run))
         return self._fits[key]

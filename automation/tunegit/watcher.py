@@ -279,7 +279,9 @@ def _names(result: CycleResult) -> list[str]:
 
 # --- the daemon -------------------------------------------------------------------------------
 
-WAKE_FILE = "tunegit-wake"  # in the checkout's git directory: touched when the branch moves
+# In the checkout's git directory: a post-receive hook or a webhook receiver touches it when
+# the branch moves, to start a cycle now.
+WAKE_FILE = "tunegit-wake"
 JOB_END_FILE = "rc"  # the local executor's wrapper moves it in when a job ends
 WAKE_EVENTS = ("created", "modified", "attrib", "closed", "moved")  # not opened or deleted
 SETTLE_S = 0.2  # one write makes several events (created, modified, closed): one wake
@@ -317,18 +319,13 @@ class _Wake:
         return kinds
 
 
-def wake_file(root: Path) -> Path:
-    """The file a post-receive hook or a forge webhook touches to start a cycle now."""
-    return GitStore(root).git_dir / WAKE_FILE
-
-
-def watch_paths(ws: Workspace) -> list[tuple[Path, bool]]:
+def watch_paths(ws: Workspace, git_dir: Path) -> list[tuple[Path, bool]]:
     """(directory, recursive): the git directory (for the wake file), and each local site's
     job-state directory (a job's end starts the next step without waiting for the timer).
     SLURM jobs are polled on the timer: their state is the scheduler's, not a file here."""
     from tunegit.executors import JOBS_DIR
 
-    paths = [(wake_file(ws.root).parent, False)]
+    paths = [(git_dir, False)]
     for name in ws.sites():
         try:
             site = ws.load_site(name)
@@ -364,12 +361,12 @@ def watch(config: WatchConfig, *, interval_s: float, min_gap_s: float, stop: thr
     file is touched or a local job ends, until ``stop`` is set."""
     from watchdog.observers import Observer
 
+    store = GitStore(config.root, remote=config.remote, branch=config.branch)
     observer = Observer()
-    handler = _Wake(wake, wake_file(config.root))
-    for path, recursive in watch_paths(Workspace(config.root)):
+    handler = _Wake(wake, store.git_dir / WAKE_FILE)
+    for path, recursive in watch_paths(Workspace(config.root), store.git_dir):
         observer.schedule(handler, str(path), recursive=recursive)  # type: ignore[arg-type]
     observer.start()
-    store = GitStore(config.root, remote=config.remote, branch=config.branch)
     timer = True  # the first cycle
     try:
         while not stop.is_set():
