@@ -51,6 +51,30 @@ evaluation:
 """
 
 
+TINY_SLURM_PLAN = """\
+name: {name}
+type: sanity_check
+question: {question}
+site: local-slurm
+models: [tunegit/tiny-llama]
+dataset: {{path: tasks/capitalization/input/words_5L_80P_200.json}}
+factors: {{lora_rank: {ranks}}}
+controls: false
+run_name: "r{{lora_rank}}"
+training: {{epochs: 1, batch_size: 4, packed: false, max_seq_len: 256, max_steps_per_epoch: 5}}
+evaluation:
+  epochs: last
+  tasks:
+    - {{name: capitalization, script: tasks/capitalization/eval.py, dataset: training,
+       max_tokens: 8}}
+"""
+
+
+def tiny_slurm_plan(name: str, question: str, ranks: Sequence[int] = (8,)) -> str:
+    """A tiny-model plan on sites/local-slurm.yaml, one run per LoRA rank (the SLURM benches)."""
+    return TINY_SLURM_PLAN.format(name=name, question=question, ranks=list(ranks))
+
+
 def exp_name(index: int) -> str:
     return f"lab_{index:04d}"
 

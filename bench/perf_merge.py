@@ -36,27 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from perf_lab import REPO, archive, git, git_env, machine
+from perf_lab import REPO, archive, git, git_env, machine, tiny_slurm_plan
 
 from tunegit.watcher import WAKE_FILE
-
-PLAN = """\
-name: {name}
-type: sanity_check
-question: Merge-to-sbatch bench
-site: local-slurm
-models: [tunegit/tiny-llama]
-dataset: {{path: tasks/capitalization/input/words_5L_80P_200.json}}
-factors: {{lora_rank: [8]}}
-controls: false
-run_name: "r{{lora_rank}}"
-training: {{epochs: 1, batch_size: 4, packed: false, max_seq_len: 256, max_steps_per_epoch: 5}}
-evaluation:
-  epochs: last
-  tasks:
-    - {{name: capitalization, script: tasks/capitalization/eval.py, dataset: training,
-       max_tokens: 8}}
-"""
 
 WRAPPER = """\
 #!/bin/sh
@@ -119,7 +101,7 @@ def trial(base: Path, env: dict[str, str], mode: str, pushes: int, log: Path,
             name = f"merge_{mode.replace('-', '_')}_{os.getpid()}_{i}"
             plan = dev / "experiments" / name / "experiment.yaml"
             plan.parent.mkdir(parents=True)
-            plan.write_text(PLAN.format(name=name))
+            plan.write_text(tiny_slurm_plan(name, "Merge-to-sbatch bench"))
             subprocess.run([sys.executable, "-m", "tunegit", "-C", str(dev), "check", "--write",
                             "-q", f"experiments/{name}"], env=env, check=True,
                            capture_output=True)

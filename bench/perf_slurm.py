@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from perf_lab import REPO, machine
-from slurm_calls import Meter, counting_path, submit_held
+from perf_lab import REPO, machine, tiny_slurm_plan
+from slurm_calls import Meter, counting_path, print_rows, submit_held
 
 from tunegit import engine
 from tunegit import status as status_mod
@@ -37,25 +37,6 @@ from tunegit.executors.slurm import SlurmExecutor
 from tunegit.expand import expand
 from tunegit.states import SUBMITTED
 from tunegit.workspace import PLAN_FILE, STATUS_FILE, Workspace
-
-PLAN = """\
-name: {name}
-type: sanity_check
-question: Scheduler-load bench
-site: local-slurm
-models: [tunegit/tiny-llama]
-dataset: {{path: tasks/capitalization/input/words_5L_80P_200.json}}
-factors:
-  lora_rank: {ranks}
-controls: false
-run_name: "r{{lora_rank}}"
-training: {{epochs: 1, batch_size: 4, packed: false, max_seq_len: 256, max_steps_per_epoch: 5}}
-evaluation:
-  epochs: last
-  tasks:
-    - {{name: capitalization, script: tasks/capitalization/eval.py, dataset: training,
-       max_tokens: 8}}
-"""
 
 
 def make_repo(root: Path, experiments: int, jobs: list[str]) -> list[str]:
@@ -72,7 +53,8 @@ def make_repo(root: Path, experiments: int, jobs: list[str]) -> list[str]:
         directory = ws.experiment_dir(name)
         directory.mkdir(parents=True)
         ranks = [2 + r for r in range(runs_each)]
-        (directory / PLAN_FILE).write_text(PLAN.format(name=name, ranks=ranks))
+        (directory / PLAN_FILE).write_text(
+            tiny_slurm_plan(name, "Scheduler-load bench", ranks))
         status = status_mod.initial(expand(ws.load_plan(directory / PLAN_FILE).plan), name)
         for run, key, step in status.steps():
             job_id = next(it)
@@ -129,10 +111,7 @@ def main() -> int:
     finally:
         SlurmExecutor().cancel(jobs)
     print(f"# {machine()}; real local SLURM; jobs are --hold jobs (pending)")
-    print("| what | processes | controller RPCs (sdiag delta) | wall ms |")
-    print("| --- | --- | --- | --- |")
-    for what, cycle in rows:
-        print(f"| {what} | {cycle['calls']} | {cycle['rpcs']} | {cycle['wall_ms']} |")
+    print_rows(rows)
     return 0
 
 

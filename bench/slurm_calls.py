@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -155,11 +155,16 @@ def main() -> int:
     with counting_path(log):
         rows = poll_rows(meter, [int(s) for s in args.sizes.split(",")])
         rows += submit_rows(meter, args.runs)
+    print_rows(rows)
+    return 0
+
+
+def print_rows(rows: Sequence[tuple[str, dict[str, object]]]) -> None:
+    """The Markdown table bench/SLURM_CALLS.md and bench/PERFORMANCE.md record."""
     print("| what | processes | controller RPCs (sdiag delta) | wall ms |")
     print("| --- | --- | --- | --- |")
     for what, cycle in rows:
         print(f"| {what} | {cycle['calls']} | {cycle['rpcs']} | {cycle['wall_ms']} |")
-    return 0
 
 
 if __name__ == "__main__":
