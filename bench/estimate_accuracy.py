@@ -11,7 +11,7 @@ Two steps, both reproducible from this checkout:
 
 2. (default) leave-one-out: for every completed run with a measured ``train_minutes`` in
    tests/fixtures/history/, estimate it from the other runs (the history rule of
-   tunegit.estimate) and from no priors at all (the fallback table), and report the median
+   tunegit.core.estimate) and from no priors at all (the fallback table), and report the median
    absolute percentage error |est - actual| / actual of each.
 
     PYTHONPATH=automation python bench/estimate_accuracy.py            # the comparison
@@ -148,8 +148,8 @@ def history_repo(dest: Path) -> Path:
 
 
 def report() -> str:
-    from tunegit.calibration import held_out, held_out_summary
-    from tunegit.workspace import Workspace
+    from tunegit.edges.calibration import held_out, held_out_summary
+    from tunegit.edges.workspace import Workspace
 
     with tempfile.TemporaryDirectory(prefix="tunegit-estimate-loo-") as tmp:
         rows = held_out(Workspace(history_repo(Path(tmp))))

@@ -37,12 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from perf_lab import alternate, archive, git, git_env, machine, make_lab, plan_text
 
-from tunegit import status as status_mod
-from tunegit.expand import expand
-from tunegit.gitstore import GitStore, status_message
-from tunegit.records import Transition
-from tunegit.states import COMPLETED, RUNNING, SUBMITTED
-from tunegit.workspace import PLAN_FILE, STATUS_FILE, Workspace
+from tunegit.core import status as status_mod
+from tunegit.core.expand import expand
+from tunegit.edges.gitstore import GitStore, status_message
+from tunegit.core.records import Transition
+from tunegit.core.states import COMPLETED, RUNNING, SUBMITTED
+from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 
 STAMP = "2026-11-24T{:02d}:{:02d}:{:02d}Z"
 

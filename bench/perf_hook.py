@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_speed import BIG, big_plan
 from perf_lab import alternate, archive, exp_name, git, git_env, machine, make_lab
 
-from tunegit.priors import INDEX_FILE
+from tunegit.edges.priors import INDEX_FILE
 
 COUNT_OPENS = """\
 import sys, json

@@ -24,10 +24,10 @@ AUTOMATION = REPO / "automation"
 if str(AUTOMATION) not in sys.path:
     sys.path.insert(0, str(AUTOMATION))
 
-from tunegit import status as status_mod  # noqa: E402
-from tunegit.expand import expand  # noqa: E402
-from tunegit.states import COMPLETED  # noqa: E402
-from tunegit.workspace import PLAN_FILE, STATUS_FILE, Workspace  # noqa: E402
+from tunegit.core import status as status_mod  # noqa: E402
+from tunegit.core.expand import expand  # noqa: E402
+from tunegit.core.states import COMPLETED  # noqa: E402
+from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace  # noqa: E402
 
 MODELS = ("Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct", "Llama-3.1-8B-Instruct")
 STAMP = "2026-11-01T10:00:00Z"

@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from perf_lab import git, git_env, machine, make_lab, plan_text
 
-from tunegit import status as status_mod
-from tunegit.executors.base import JobObservation, JobSpec, Poll
-from tunegit.watcher import STATE_FILE, WatchConfig, WatchState, has_work, reconcile_once
-from tunegit.workspace import STATUS_FILE, Workspace
+from tunegit.core import status as status_mod
+from tunegit.executors.base import JobObservation, JobPlan, Poll
+from tunegit.loop.watcher import STATE_FILE, WatchConfig, WatchState, has_work, reconcile_once
+from tunegit.edges.workspace import STATUS_FILE, Workspace
 
 
 class CountingExecutor:
@@ -54,7 +54,7 @@ class CountingExecutor:
         self.submits = 0
         self.next_id = 1000
 
-    def submit(self, jobs: Sequence[JobSpec], *, known: object = None) -> dict[str, str]:
+    def submit(self, jobs: Sequence[JobPlan], *, known: object = None) -> dict[str, str]:
         self.submits += 1
         ids = {}
         for job in jobs:

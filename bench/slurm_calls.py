@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tunegit.executors.base import JobSpec
+from tunegit.core.jobplan import JobPlan, header_lines
 from tunegit.executors.slurm import SlurmExecutor
 
 PROGRAMS = ("squeue", "sacct", "sbatch", "scancel")
@@ -116,17 +116,20 @@ def poll_rows(meter: Meter, sizes: list[int]) -> list[tuple[str, dict[str, objec
     return rows
 
 
-def experiment_jobs(root: Path, runs: int, evals: bool) -> list[JobSpec]:
+def experiment_jobs(root: Path, runs: int, evals: bool) -> list[JobPlan]:
     jobs = []
     for index in range(runs):
         workdir = root / f"run{index}"
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "ft.sh").write_text("#!/bin/bash\ntrue\n")
         name = f"tg.bench.{root.name}.run{index}"
-        jobs.append(JobSpec(f"{name}.ft", workdir / "ft.sh", workdir, workdir / "ft.log"))
+        ft = JobPlan(f"{name}.ft", workdir / "ft.sh", workdir, workdir / "ft.log")
+        ft.script.write_text(f"#!/bin/bash\n{header_lines(ft)}true\n")
+        jobs.append(ft)
         if evals:
-            jobs.append(JobSpec(f"{name}.eval", workdir / "ft.sh", workdir, workdir / "eval.log",
-                                after=(f"{name}.ft",)))  # fmt: skip
+            ev = JobPlan(f"{name}.eval", workdir / "eval.sh", workdir, workdir / "eval.log",
+                         after=(f"{name}.ft",))
+            ev.script.write_text(f"#!/bin/bash\n{header_lines(ev)}true\n")
+            jobs.append(ev)
     return jobs
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunegit.calibration import (
+from tunegit.edges.calibration import (
     HeldOut,
     Pair,
     accuracy_sentence,
@@ -52,7 +52,7 @@ def test_no_history_says_so() -> None:
 
 
 def test_the_pr_comment_states_the_expected_accuracy() -> None:
-    from tunegit.plandiff import ExperimentDiff, PlanDiff, markdown
+    from tunegit.edges.plandiff import ExperimentDiff, PlanDiff, markdown
 
     groups = summarise([Pair("e/r1", "1B", "A100", 10, 8, "")])
     sentence = accuracy_sentence(groups)

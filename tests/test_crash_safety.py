@@ -1,5 +1,5 @@
 """Crash safety on the real local SLURM and real git: `tunegit reconcile --once` is killed
-with SIGKILL at every step of a cycle (TUNEGIT_CRASH_AT, tunegit.crashpoints), then run
+with SIGKILL at every step of a cycle (TUNEGIT_CRASH_AT, tunegit.edges.crashpoints), then run
 again. In every case: each deterministic job name was given to sbatch once and SLURM holds
 one job of that name, runs_status.yaml on the remote records each step once with the id
 SLURM has for it, the history is linear status commits on top of the plan, and the
@@ -38,10 +38,10 @@ from gitfixtures import (  # noqa: F401 (pytest fixtures)
     tunegit,
 )
 from test_slurm_executor import cluster_state
-from tunegit.crashpoints import ENV, POINTS
-from tunegit.gitstore import GitStore
-from tunegit.states import LIVE_STATES, TERMINAL_STATES
-from tunegit.workspace import STATUS_FILE
+from tunegit.edges.crashpoints import ENV, POINTS
+from tunegit.edges.gitstore import GitStore
+from tunegit.core.states import LIVE_STATES, TERMINAL_STATES
+from tunegit.edges.workspace import STATUS_FILE
 
 _DOWN = cluster_state()
 pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.skipif(bool(_DOWN), reason=_DOWN),

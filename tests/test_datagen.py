@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tunegit.datagen import make_dataset, pronounceable_words, write_dataset
+from tunegit.generators.datagen import make_dataset, pronounceable_words, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "tasks" / "capitalization" / "input" / "words_5L_80P_200.json"

@@ -27,10 +27,10 @@ from tunegit.commands import cancel as cancel_cmd
 from tunegit.commands import retry as retry_cmd
 from tunegit.commands import run as run_cmd
 from tunegit.commands.run import now_utc
-from tunegit.engine import cycle
+from tunegit.loop.engine import cycle
 from tunegit.executors import executor_factory
-from tunegit.status import StatusFile, read
-from tunegit.workspace import STATUS_FILE, Workspace
+from tunegit.core.status import StatusFile, read
+from tunegit.edges.workspace import STATUS_FILE, Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = "demo_capitalization"

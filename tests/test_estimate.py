@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from planfixtures import EXAMPLE_8L, make_repo, run_cli
-from tunegit import estimate as est
+from tunegit.core import estimate as est
 
 
 def test_training_time_worked_example() -> None:

@@ -19,10 +19,10 @@ import yaml
 
 from gitfixtures import commit_all, git, git_env_fixture  # noqa: F401 - the git_env fixture
 from planfixtures import REPO, make_repo, run_cli, write_plan
-from tunegit.calibration import held_out
-from tunegit.logparse import parse_training_log
-from tunegit.priors import load_repo_priors
-from tunegit.workspace import Workspace
+from tunegit.edges.calibration import held_out
+from tunegit.core.logparse import parse_training_log
+from tunegit.edges.priors import load_repo_priors
+from tunegit.edges.workspace import Workspace
 
 HISTORY = Path(__file__).parent / "fixtures" / "history"
 REAL_LOG = Path(__file__).parent / "fixtures" / "logs" / "torchtune-lora-1B-2epochs-slurm.out"
@@ -196,8 +196,8 @@ def test_a_plan_is_fitted_once_per_run_shape_with_the_same_estimates(
     """estimate_plan shares the choice of priors and the fit across runs of one shape
     (bench/PERFORMANCE.md: O(runs x priors) before); each run's estimate is what a fresh,
     unshared estimate of it gives."""
-    from tunegit import estimate as est
-    from tunegit.analysis import analyse
+    from tunegit.core import estimate as est
+    from tunegit.edges.analysis import analyse
 
     write_plan(history_repo, "sweep_tiny", SWEEP_TINY)
     ws = Workspace(history_repo)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from planfixtures import EXAMPLE_8L, EXAMPLE_SWEEP, REPO
-from tunegit.expand import (
+from tunegit.core.expand import (
     default_run_name,
     eval_epochs,
     expand,
@@ -17,7 +17,7 @@ from tunegit.expand import (
     pattern_fields,
     recipe_for,
 )
-from tunegit.plan import Plan
+from tunegit.spec.plan import Plan
 
 TASK = {"name": "capitalization_8L", "script": "tasks/capitalization/eval.py"}
 

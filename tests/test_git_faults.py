@@ -27,9 +27,9 @@ from gitfixtures import (  # noqa: F401 (pytest fixtures)
     plan_text,
     tunegit,
 )
-from tunegit.gitstore import STALE_LOCK_S, GitStore, GitStoreError
-from tunegit.watcher import WatchConfig, reconcile_once
-from tunegit.workspace import STATUS_FILE
+from tunegit.edges.gitstore import STALE_LOCK_S, GitStore, GitStoreError
+from tunegit.loop.watcher import WatchConfig, reconcile_once
+from tunegit.edges.workspace import STATUS_FILE
 
 pytestmark = pytest.mark.usefixtures("git_env")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gitfixtures import clone, commit_all, git, git_env_fixture, origin_fixture  # noqa: F401 (pytest fixtures)
-from tunegit.gitstore import (
+from tunegit.edges.gitstore import (
     GitStore,
     GitStoreError,
     is_own_message,
@@ -17,7 +17,7 @@ from tunegit.gitstore import (
     status_message,
     trailers,
 )
-from tunegit.records import Transition
+from tunegit.core.records import Transition
 
 pytestmark = pytest.mark.usefixtures("git_env")
 

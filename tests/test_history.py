@@ -15,11 +15,11 @@ from gitfixtures import (
     seed_tree,
     tunegit,
 )
-from tunegit import status as status_mod
-from tunegit.gitstore import GitStore, status_message
-from tunegit.history import Revision, format_timeline, timeline
-from tunegit.records import Transition
-from tunegit.status import RunStatus, StatusFile, Step
+from tunegit.core import status as status_mod
+from tunegit.edges.gitstore import GitStore, status_message
+from tunegit.edges.history import Revision, format_timeline, timeline
+from tunegit.core.records import Transition
+from tunegit.core.status import RunStatus, StatusFile, Step
 
 pytestmark = pytest.mark.usefixtures("git_env")
 

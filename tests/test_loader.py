@@ -8,7 +8,7 @@ import pytest
 
 from planfixtures import make_repo, minimal_plan, run_cli, write_plan
 from tunegit.errors import PlanError
-from tunegit.loader import MAX_BYTES, load_file, load_text
+from tunegit.spec.loader import MAX_BYTES, load_file, load_text
 
 FILE = "experiments/exp/experiment.yaml"
 FAILED = "1 of 1 experiment(s) failed the check\n"

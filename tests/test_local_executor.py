@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunegit import states
+from tunegit.core import states
 from tunegit.cli import main
-from tunegit.executors.base import JobObservation, JobSpec
+from tunegit.executors.base import JobObservation, JobPlan
 from tunegit.executors.local import LocalExecutor
 from tunegit.executors.slurm_parse import FINISHED_JOB_STATES, status_from_observation
 
@@ -69,13 +69,13 @@ def make_repo(dest: Path, *, sites: tuple[str, ...] = ("local.yaml",),
     return dest
 
 
-def job(tmp_path: Path, body: str) -> JobSpec:
+def job(tmp_path: Path, body: str) -> JobPlan:
     name = f"tg.test.{uuid.uuid4().hex[:8]}.ft"
     workdir = tmp_path / name
     workdir.mkdir()
     script = workdir / "job.sh"
     script.write_text(f"#!/bin/bash\n{body}\n")
-    return JobSpec(name, script, workdir, workdir / "logs" / "job.log")
+    return JobPlan(name, script, workdir, workdir / "logs" / "job.log")
 
 
 def wait(executor: LocalExecutor, job_id: str, until: frozenset[str],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tunegit.logparse import parse_training_log, progress_updates, steady_rate
+from tunegit.core.logparse import parse_training_log, progress_updates, steady_rate
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 REAL_1B = (LOGS / "torchtune-lora-1B-2epochs-slurm.out").read_text()

@@ -29,13 +29,14 @@ from gitfixtures import (  # noqa: F401 (pytest fixtures)
     plan_text,
 )
 from planfixtures import REPO, make_repo, minimal_plan, run_cli, write_plan
-from tunegit import engine, priors
-from tunegit import status as status_mod
-from tunegit.analysis import analyse as real_analyse
-from tunegit.executors.base import JobObservation, JobSpec, Poll
-from tunegit.states import SUBMITTED
-from tunegit.watcher import STATE_FILE, WatchConfig, WatchState, reconcile_once
-from tunegit.workspace import PLAN_FILE, STATUS_FILE, Workspace
+from tunegit.loop import engine
+from tunegit.edges import priors
+from tunegit.core import status as status_mod
+from tunegit.edges.analysis import analyse as real_analyse
+from tunegit.executors.base import JobObservation, JobPlan, Poll
+from tunegit.core.states import SUBMITTED
+from tunegit.loop.watcher import STATE_FILE, WatchConfig, WatchState, reconcile_once
+from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 
 # --- the hook: only the changed experiments ----------------------------------------------------
 
@@ -135,7 +136,7 @@ class CountingExecutor:
     def __init__(self) -> None:
         self.polls: list[tuple[frozenset[str], frozenset[str]]] = []
 
-    def submit(self, jobs: Sequence[JobSpec], *, known: object = None) -> dict[str, str]:
+    def submit(self, jobs: Sequence[JobPlan], *, known: object = None) -> dict[str, str]:
         return {job.name: f"9{i}" for i, job in enumerate(jobs)}
 
     def poll(self, job_ids: Collection[str], names: Collection[str] = ()) -> Poll:

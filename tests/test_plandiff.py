@@ -15,9 +15,9 @@ from gitfixtures import (
     seed_tree,
     tunegit,
 )
-from tunegit import status as status_mod
-from tunegit.expand import Run
-from tunegit.plandiff import (
+from tunegit.core import status as status_mod
+from tunegit.core.expand import Run
+from tunegit.edges.plandiff import (
     MARKER,
     Cost,
     Snapshot,
@@ -29,8 +29,8 @@ from tunegit.plandiff import (
     plan_diff,
     submitted_runs,
 )
-from tunegit.status import Step
-from tunegit.workspace import Workspace
+from tunegit.core.status import Step
+from tunegit.edges.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("git_env")
 
@@ -109,7 +109,7 @@ def test_duration() -> None:
 
 
 def plan_diff_stub():  # type: ignore[no-untyped-def]
-    from tunegit.plandiff import PlanDiff
+    from tunegit.edges.plandiff import PlanDiff
 
     return PlanDiff("a" * 40, "b" * 40, ())
 

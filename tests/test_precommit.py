@@ -23,8 +23,8 @@ from gitfixtures import (  # noqa: F401 (pytest fixtures)
     seed_tree,
     tunegit_on_path_fixture,
 )
-from tunegit import status as status_mod
-from tunegit.status import Step
+from tunegit.core import status as status_mod
+from tunegit.core.status import Step
 
 pytestmark = [pytest.mark.usefixtures("git_env", "tunegit_on_path"), pytest.mark.slow]
 PLAN = "experiments/exp1/experiment.yaml"

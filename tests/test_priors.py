@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from planfixtures import make_repo
-from tunegit import estimate as est
-from tunegit.priors import PriorRun, device_of, load_repo_priors, priors_from_status
-from tunegit.workspace import Workspace
+from tunegit.core import estimate as est
+from tunegit.edges.priors import PriorRun, device_of, load_repo_priors, priors_from_status
+from tunegit.edges.workspace import Workspace
 
 
 def completed(model: str = "tiny-llama", gpu: str = "cpu", **metrics: object) -> dict[str, object]:

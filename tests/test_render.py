@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from planfixtures import EXAMPLE_8L, EXAMPLE_SWEEP, make_repo
-from tunegit.analysis import Analysis, analyse
-from tunegit.render import minutes, render_design_log, strip_timestamps
-from tunegit.workspace import Workspace
+from tunegit.edges.analysis import Analysis, analyse
+from tunegit.render.plandoc import minutes, render_design_log, strip_timestamps
+from tunegit.edges.workspace import Workspace
 
 
 def analysis(tmp_path: Path, name: str = EXAMPLE_8L) -> Analysis:
@@ -112,7 +112,7 @@ def test_minutes(value: float, text: str) -> None:
 
 def test_compiled_templates_are_cached_and_a_failing_cache_is_skipped(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunegit import templating
+    from tunegit.render import templating
 
     plan = analysis(tmp_path / "repo")
 

@@ -8,7 +8,7 @@ import pytest
 
 from planfixtures import EXAMPLE_8L, make_repo
 from tunegit.cli import main
-from tunegit.scaffold import body, digest, with_header
+from tunegit.edges.scaffold import body, digest, with_header
 
 RUNS = (
     "Llama-3.2-1B-Instruct_rank4",

@@ -33,7 +33,7 @@ from gitfixtures import (  # noqa: F401 (pytest fixtures)
 )
 from test_crash_safety import PLAN, Slurm, reconcile
 from test_slurm_executor import cluster_state
-from tunegit.workspace import STATUS_FILE
+from tunegit.edges.workspace import STATUS_FILE
 
 _DOWN = cluster_state()
 pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.skipif(bool(_DOWN), reason=_DOWN),

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tunegit import states
+from tunegit.core import states
 from tunegit.executors import slurm_parse as sp
-from tunegit.executors.base import JobObservation, JobSpec, Poll, Resources, SubmitError
+from tunegit.core.jobplan import header_lines
+from tunegit.executors.base import JobObservation, JobPlan, Poll, Resources, SubmitError
 from tunegit.executors.slurm import (
     Completed,
     PartialSubmitError,
@@ -63,12 +64,13 @@ class CountingRunner:
         return run_command(argv)
 
 
-def make_job(tmp_path: Path, name: str, body: str, **kw: object) -> JobSpec:
+def make_job(tmp_path: Path, name: str, body: str, **kw: object) -> JobPlan:
     workdir = tmp_path / "exp" / name
     workdir.mkdir(parents=True)
     script = workdir / "run.sh"
-    script.write_text(f"#!/bin/bash\n{body}\n")
-    return JobSpec(name, script, workdir, workdir / "job.log", **kw)  # type: ignore[arg-type]
+    job = JobPlan(name, script, workdir, workdir / "job.log", **kw)  # type: ignore[arg-type]
+    script.write_text(f"#!/bin/bash\n{header_lines(job)}{body}\n")
+    return job
 
 
 def unique(prefix: str) -> str:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tunegit import states
+from tunegit.core import states
 from tunegit.executors import slurm_parse as sp
-from tunegit.executors.base import JobObservation, JobSpec, Resources, SubmitError
+from tunegit.core.jobplan import header_lines, header_options, job_options
+from tunegit.executors.base import JobObservation, JobPlan, Resources, SubmitError
 from tunegit.executors.slurm import (
     Backoff,
     dependency_order,
@@ -428,26 +429,37 @@ FULL = Resources(gpus=2, cpus=8, mem_gb=64, time_minutes=90, partition="gpu", ac
                  qos="high", constraint="a100")  # fmt: skip
 
 
-def spec(name: str, workdir: str = "/x/exp/run", **kw: object) -> JobSpec:
+def spec(name: str, workdir: str = "/x/exp/run", **kw: object) -> JobPlan:
     base = Path(workdir)
-    return JobSpec(name, base / "run.sh", base, base / "out.log", **kw)  # type: ignore[arg-type]
+    return JobPlan(name, base / "run.sh", base, base / "out.log", **kw)  # type: ignore[arg-type]
 
 
 def test_sbatch_argv_with_everything() -> None:
+    """sbatch gets the script and its dependencies; everything else is the script's header."""
     job = spec("tg.e.r.eval", resources=FULL, after=("a", "b"))
     assert sp.sbatch_argv(job, ["12", "13_1"]) == [
-        "sbatch", "--parsable", "--job-name=tg.e.r.eval", "--output=/x/exp/run/out.log",
-        "--chdir=/x/exp/run", "--cpus-per-task=8", "--mem=64G", "--time=90", "--gres=gpu:2",
-        "--partition=gpu", "--account=lab", "--qos=high", "--constraint=a100",
-        "--dependency=afterok:12:13_1", "--kill-on-invalid-dep=yes", "/x/exp/run/run.sh",
+        "sbatch", "--parsable", "--dependency=afterok:12:13_1", "--kill-on-invalid-dep=yes",
+        "/x/exp/run/run.sh",
+    ]  # fmt: skip
+    assert job_options(job) == [
+        "--account=lab", "--chdir=/x/exp/run", "--constraint=a100", "--cpus-per-task=8",
+        "--gres=gpu:2", "--job-name=tg.e.r.eval", "--mem=64G", "--nodes=1", "--ntasks=1",
+        "--output=/x/exp/run/out.log", "--partition=gpu", "--qos=high", "--time=1:30:00",
     ]  # fmt: skip
 
 
 def test_sbatch_argv_minimal() -> None:
-    assert sp.sbatch_argv(spec("tg.e.r.ft")) == [
-        "sbatch", "--parsable", "--job-name=tg.e.r.ft", "--output=/x/exp/run/out.log",
-        "--chdir=/x/exp/run", "--cpus-per-task=1", "--mem=4G", "--time=60", "/x/exp/run/run.sh",
-    ]  # fmt: skip
+    assert sp.sbatch_argv(spec("tg.e.r.ft")) == ["sbatch", "--parsable", "/x/exp/run/run.sh"]
+
+
+def test_check_header_names_what_differs() -> None:
+    job = spec("tg.e.r.ft", resources=FULL)
+    good = f"#!/bin/bash\n# a comment\n{header_lines(job)}\nset -e\n#SBATCH --mem=1G\n"
+    assert sp.check_header(job, good) == ""
+    edited = good.replace("--mem=64G", "--mem=8G")
+    assert sp.check_header(job, edited) == (
+        "its #SBATCH header does not match the job's plan; missing --mem=64G; "
+        "not planned --mem=8G")
 
 
 def test_array_plan_and_argv() -> None:
@@ -456,10 +468,11 @@ def test_array_plan_and_argv() -> None:
     assert plan.name == sp.array_name(["tg.e.a.ft", "tg.e.b.ft"])
     assert plan.name.startswith("tg.e.array-") and len(plan.name) == len("tg.e.array-") + 10
     assert plan.wrapper == Path(f"/x/exp/.tunegit/{plan.name}.sh")
-    assert sp.sbatch_array_argv(plan) == [
-        "sbatch", "--parsable", f"--job-name={plan.name}",
-        f"--output=/x/exp/.tunegit/{plan.name}-%a.out", "--chdir=/x/exp/a", "--array=0-1",
-        "--cpus-per-task=1", "--mem=4G", "--time=60", str(plan.wrapper),
+    assert sp.sbatch_array_argv(plan) == ["sbatch", "--parsable", str(plan.wrapper)]
+    assert header_options(sp.render_array_wrapper(plan)) == [
+        "--array=0-1", "--chdir=/x/exp/a", "--cpus-per-task=1", f"--job-name={plan.name}",
+        "--mem=4G", "--nodes=1", "--ntasks=1", f"--output=/x/exp/.tunegit/{plan.name}-%a.out",
+        "--time=1:00:00",
     ]  # fmt: skip
     assert sp.is_array_wrapper(str(plan.wrapper))
     assert not sp.is_array_wrapper("/x/exp/a/run.sh")
@@ -472,11 +485,11 @@ def test_array_name_is_deterministic_and_order_sensitive() -> None:
 
 def test_array_wrapper_runs_each_task_in_its_workdir(tmp_path: Path) -> None:
     jobs = []
-    for name in ("it's a", "b"):
+    for name in ("it's_a", "b"):
         workdir = tmp_path / "exp" / name
         workdir.mkdir(parents=True)
         (workdir / "run.sh").write_text('echo "task in $(basename "$PWD")"; exit 4\n')
-        jobs.append(JobSpec(f"tg.{name[-1]}", workdir / "run.sh", workdir, workdir / "out.log"))
+        jobs.append(JobPlan(f"tg.{name[-1]}", workdir / "run.sh", workdir, workdir / "out.log"))
     plan = sp.plan_array(jobs)
     text = sp.render_array_wrapper(plan)
     assert sp.parse_array_registry(text) == ["tg.a", "tg.b"]
@@ -484,7 +497,7 @@ def test_array_wrapper_runs_each_task_in_its_workdir(tmp_path: Path) -> None:
     env = {**os.environ, "SLURM_ARRAY_TASK_ID": "0"}
     done = subprocess.run(["bash", "-c", text], env=env, capture_output=True, text=True)
     assert done.returncode == 4
-    assert (jobs[0].workdir / "out.log").read_text() == "task in it's a\n"
+    assert (jobs[0].workdir / "out.log").read_text() == "task in it's_a\n"
     env["SLURM_ARRAY_TASK_ID"] = "5"
     done = subprocess.run(["bash", "-c", text], env=env, capture_output=True, text=True)
     assert (done.returncode, done.stderr) == (2, "tunegit: no task 5 in this array\n")
@@ -533,12 +546,12 @@ def test_backoff_is_seeded_bounded_and_grows() -> None:
 
 
 def test_site_extra_options_reach_single_jobs_and_arrays(tmp_path: Path) -> None:
-    """slurm.extra_sbatch travels in Resources, so an array (whose wrapper has no #SBATCH
-    lines) asks for the same as a single job."""
+    """slurm.extra_sbatch travels in Resources, so an array's wrapper header asks for the
+    same as a single job's script header."""
     res = Resources(cpus=2, mem_gb=4, time_minutes=30, extra=("--mail-type=END",))
-    jobs = [JobSpec(f"tg.e.r{i}.ft", tmp_path / f"r{i}" / "finetune.slurm", tmp_path / f"r{i}",
+    jobs = [JobPlan(f"tg.e.r{i}.ft", tmp_path / f"r{i}" / "finetune.slurm", tmp_path / f"r{i}",
                     tmp_path / f"r{i}" / "ft.log", res) for i in range(2)]
-    assert "--mail-type=END" in sp.sbatch_argv(jobs[0])
-    assert "--mail-type=END" in sp.sbatch_array_argv(sp.plan_array(jobs))
-    assert "--mail-type=END" not in sp.sbatch_argv(
-        JobSpec("x", tmp_path / "s", tmp_path, tmp_path / "l", Resources()))
+    assert "--mail-type=END" in job_options(jobs[0])
+    assert "--mail-type=END" in header_options(sp.render_array_wrapper(sp.plan_array(jobs)))
+    assert "--mail-type=END" not in job_options(
+        JobPlan("x", tmp_path / "s", tmp_path, tmp_path / "l", Resources()))

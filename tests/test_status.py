@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from planfixtures import EXAMPLE_8L, REPO
-from tunegit import status
-from tunegit.expand import expand
-from tunegit.plan import Plan
+from tunegit.core import status
+from tunegit.core.expand import expand
+from tunegit.spec.plan import Plan
 
 
 def exp_8l() -> tuple[Plan, status.StatusFile]:

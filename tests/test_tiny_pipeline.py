@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tunegit.expand import Expansion, expand
-from tunegit.logparse import parse_training_log
-from tunegit.plan import Plan
-from tunegit.site import Site
+from tunegit.core.expand import Expansion, expand
+from tunegit.core.logparse import parse_training_log
+from tunegit.spec.plan import Plan
+from tunegit.spec.site import Site
 from tunegit.tools import RenderContext, inspect_ai, torchtune
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def scaffold(ctx: RenderContext, expansion: Expansion) -> None:
 def test_tiny_pipeline(tmp_path: Path) -> None:
     pytest.importorskip("torchtune")
     pytest.importorskip("inspect_ai")
-    from tunegit.tinymodel import make_tiny_model
+    from tunegit.generators.tinymodel import make_tiny_model
 
     canary = tmp_path / "CANARY"
     prompt = hostile_prompt(canary)

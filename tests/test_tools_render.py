@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from tunegit.errors import TunegitError
-from tunegit.expand import Expansion, expand
-from tunegit.plan import Plan
-from tunegit.site import Site
+from tunegit.core.expand import Expansion, expand
+from tunegit.spec.plan import Plan
+from tunegit.spec.site import Site
 from tunegit.tools import (
     EVALUATION,
     PREPARATION,
@@ -157,7 +157,7 @@ def test_sbatch_header(rendered: dict[str, str]) -> None:
     for option in ("--job-name=tg.cap_8L_lora_comparison_2025-10-22.Llama-3.2-1B-Instruct_rank4.ft",
                    "--time=1:35:00", "--gres=gpu:1", "--account=msalganik", "--partition=gpu",
                    "--constraint=gpu80", "--mail-type=END", "--mem=32G", "--cpus-per-task=4",
-                   "--output=/scratch/x/Llama-3.2-1B-Instruct_rank4/slurm-%j.out"):
+                   "--output=/scratch/x/Llama-3.2-1B-Instruct_rank4/logs/finetune.log"):
         assert f"#SBATCH {option}" in sbatch
     assert not any("--qos" in line for line in sbatch)
     evaluation = rendered["Llama-3.2-1B-Instruct_rank4/eval/capitalization_8L_epoch1.slurm"]

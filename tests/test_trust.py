@@ -23,8 +23,8 @@ from gitfixtures import (  # noqa: F401 (pytest fixtures)
     plan_text,
     tunegit,
 )
-from tunegit.gitstore import status_message
-from tunegit.workspace import STATUS_FILE
+from tunegit.edges.gitstore import status_message
+from tunegit.edges.workspace import STATUS_FILE
 
 pytestmark = [pytest.mark.usefixtures("git_env"),
               pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")]

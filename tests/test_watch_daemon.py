@@ -23,9 +23,9 @@ from gitfixtures import (  # noqa: F401 (pytest fixtures)
     plan_text,
 )
 from tunegit.executors import JOBS_DIR
-from tunegit.executors.base import JobObservation, JobSpec, Poll
-from tunegit.watcher import WAKE_FILE, WatchConfig, watch, watch_paths
-from tunegit.workspace import Workspace
+from tunegit.executors.base import JobObservation, JobPlan, Poll
+from tunegit.loop.watcher import WAKE_FILE, WatchConfig, watch, watch_paths
+from tunegit.edges.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("git_env")
 
@@ -38,7 +38,7 @@ class QueuedExecutor:
     name = "queued"
     supports_dependencies = True
 
-    def submit(self, jobs: Sequence[JobSpec], *, known: object = None) -> dict[str, str]:
+    def submit(self, jobs: Sequence[JobPlan], *, known: object = None) -> dict[str, str]:
         return {job.name: str(i + 1) for i, job in enumerate(jobs)}
 
     def poll(self, job_ids: Collection[str], names: Collection[str] = ()) -> Poll:

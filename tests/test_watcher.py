@@ -23,13 +23,13 @@ from gitfixtures import (  # noqa: F401 (pytest fixtures)
     tunegit,
     tunegit_on_path_fixture,
 )
-from tunegit import status as status_mod
-from tunegit.gitstore import GitStore, trailers
-from tunegit.plandiff import immutability_problems
-from tunegit.records import CycleResult, Transition
-from tunegit.states import LIVE_STATES, PENDING, SUBMITTED, TERMINAL_STATES
-from tunegit.status import Step
-from tunegit.watcher import (
+from tunegit.core import status as status_mod
+from tunegit.edges.gitstore import GitStore, trailers
+from tunegit.edges.plandiff import immutability_problems
+from tunegit.core.records import CycleResult, Transition
+from tunegit.core.states import LIVE_STATES, PENDING, SUBMITTED, TERMINAL_STATES
+from tunegit.core.status import Step
+from tunegit.loop.watcher import (
     STATE_FILE,
     WatchConfig,
     WatchState,
@@ -38,7 +38,7 @@ from tunegit.watcher import (
     reconcile_once,
     select,
 )
-from tunegit.workspace import STATUS_FILE, Workspace
+from tunegit.edges.workspace import STATUS_FILE, Workspace
 
 pytestmark = pytest.mark.usefixtures("git_env")
 

@@ -22,8 +22,8 @@ from gitfixtures import (  # noqa: F401 (pytest fixtures)
     plan_text,
     tunegit_on_path_fixture,
 )
-from tunegit.gitstore import STATUS_PREFIX
-from tunegit.plandiff import MARKER
+from tunegit.edges.gitstore import STATUS_PREFIX
+from tunegit.edges.plandiff import MARKER
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tunegit.datagen import write_dataset
+from tunegit.generators.datagen import write_dataset
 
 INPUT_DIR = Path(__file__).resolve().parent / "input"
 

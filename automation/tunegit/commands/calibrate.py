@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tunegit.calibration import (
+from tunegit.edges.calibration import (
     Group,
     accuracy_sentence,
     held_out,

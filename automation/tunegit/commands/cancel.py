@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 
-from tunegit.analysis import analyse
+from tunegit.edges.analysis import analyse
 from tunegit.commands.common import out, workspace
 from tunegit.commands.run import describe, now_utc
 from tunegit.errors import TunegitError
 from tunegit.executors import executor_factory
 from tunegit.executors.slurm import SchedulerError
-from tunegit.reconcile import cancelled
-from tunegit.status import dump, read, write_if_changed
-from tunegit.workspace import STATUS_FILE
+from tunegit.core.reconcile import cancelled
+from tunegit.core.status import dump, read, write_if_changed
+from tunegit.edges.workspace import STATUS_FILE
 
 
 def main(args: argparse.Namespace) -> int:

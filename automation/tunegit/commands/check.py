@@ -7,12 +7,12 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from tunegit import status as status_mod
-from tunegit.analysis import Analysis, analyse
+from tunegit.core import status as status_mod
+from tunegit.edges.analysis import Analysis, analyse
 from tunegit.commands.common import out, warn, workspace
 from tunegit.errors import PlanError, Problem, TunegitError
-from tunegit.render import strip_timestamps
-from tunegit.workspace import DESIGN_LOG, PLAN_FILE, PLAN_MD, STATUS_FILE, Workspace
+from tunegit.render.plandoc import strip_timestamps
+from tunegit.edges.workspace import DESIGN_LOG, PLAN_FILE, PLAN_MD, STATUS_FILE, Workspace
 
 
 def plan_files(ws: Workspace, paths: list[str], base: Path | None = None) -> list[Path]:
@@ -112,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
                 f"evaluations, {e.gpu_hours:.2f} {e.device.upper()}-h, {e.disk_gib:.1f} GiB"
                 + (" (preliminary estimates)" if e.preliminary else ""))
     if args.base:
-        from tunegit.plandiff import immutability_problems
+        from tunegit.edges.plandiff import immutability_problems
 
         immutable = immutability_problems(ws, args.base)
         for p in immutable:

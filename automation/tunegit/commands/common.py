@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tunegit.errors import Problem
-from tunegit.workspace import Workspace
+from tunegit.edges.workspace import Workspace
 
 
 def workspace(args: argparse.Namespace) -> Workspace:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from tunegit.commands.common import workspace
-from tunegit.plandiff import as_json, markdown, plan_diff
+from tunegit.edges.plandiff import as_json, markdown, plan_diff
 
 
 def main(args: argparse.Namespace) -> int:

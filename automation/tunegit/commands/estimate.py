@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tunegit.analysis import analyse
+from tunegit.edges.analysis import analyse
 from tunegit.commands.common import out, warn, workspace
-from tunegit.estimate import PlanEstimate, Span
-from tunegit.render import minutes
+from tunegit.core.estimate import PlanEstimate, Span
+from tunegit.render.plandoc import minutes
 
 
 def _span(s: Span) -> dict[str, float]:

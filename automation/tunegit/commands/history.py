@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from tunegit.commands.common import workspace
-from tunegit.history import history
+from tunegit.edges.history import history
 
 
 def main(args: argparse.Namespace) -> int:

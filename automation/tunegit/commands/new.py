@@ -7,8 +7,8 @@ import re
 
 from tunegit.commands.common import out, workspace
 from tunegit.errors import TunegitError
-from tunegit.plan import NAME_PATTERN
-from tunegit.workspace import PLAN_FILE
+from tunegit.spec.plan import NAME_PATTERN
+from tunegit.edges.workspace import PLAN_FILE
 
 SKELETON = """\
 # tunegit experiment plan. Field reference: `tunegit schema`.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from tunegit import results
+from tunegit.core import results
 from tunegit.commands.common import out, workspace
 from tunegit.errors import TunegitError
-from tunegit.expand import expand
-from tunegit.status import read, write_if_changed
-from tunegit.workspace import STATUS_FILE
+from tunegit.core.expand import expand
+from tunegit.core.status import read, write_if_changed
+from tunegit.edges.workspace import STATUS_FILE
 
 
 def main(args: argparse.Namespace) -> int:

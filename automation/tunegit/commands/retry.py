@@ -13,9 +13,9 @@ import argparse
 from tunegit.commands.common import out, workspace
 from tunegit.commands.run import describe, now_utc
 from tunegit.errors import TunegitError
-from tunegit.reconcile import RetryError, retry
-from tunegit.status import dump, read, write_if_changed
-from tunegit.workspace import STATUS_FILE
+from tunegit.core.reconcile import RetryError, retry
+from tunegit.core.status import dump, read, write_if_changed
+from tunegit.edges.workspace import STATUS_FILE
 
 FINETUNE_KEYS = ("finetune", "ft")
 

@@ -15,15 +15,15 @@ import time
 from collections.abc import Sequence
 
 from tunegit.commands.common import out, workspace
-from tunegit.engine import SCHEDULER_UNANSWERED, cycle
+from tunegit.loop.engine import SCHEDULER_UNANSWERED, cycle
 from tunegit.errors import TunegitError
 from tunegit.executors import executor_factory
 from tunegit.executors.slurm import Backoff
-from tunegit.gitinfo import head_commit
-from tunegit.records import Transition
-from tunegit.states import COMPLETED, SKIPPED, TERMINAL_STATES
-from tunegit.status import read
-from tunegit.workspace import STATUS_FILE, Workspace
+from tunegit.edges.gitinfo import head_commit
+from tunegit.core.records import Transition
+from tunegit.core.states import COMPLETED, SKIPPED, TERMINAL_STATES
+from tunegit.core.status import read
+from tunegit.edges.workspace import STATUS_FILE, Workspace
 
 LOCAL_POLL_S = 2.0
 IDLE_POLL_S = 30.0
@@ -89,7 +89,7 @@ def scheduler_unanswered(errors: Sequence[str]) -> bool:
 
 def _backoff(ws: Workspace, name: str, override: str | None, poll: float | None) -> Backoff:
     """Base interval: --poll, else the site's (2 s locally); doubled per unanswered cycle."""
-    from tunegit.analysis import analyse
+    from tunegit.edges.analysis import analyse
 
     try:
         site = analyse(ws, ws.experiment_dir(name) / "experiment.yaml", override).site

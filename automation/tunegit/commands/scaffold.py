@@ -6,10 +6,10 @@ import argparse
 import datetime as dt
 from collections import Counter
 
-from tunegit.analysis import analyse
+from tunegit.edges.analysis import analyse
 from tunegit.commands.common import out, warn, workspace
-from tunegit.gitinfo import head_commit
-from tunegit.scaffold import (
+from tunegit.edges.gitinfo import head_commit
+from tunegit.edges.scaffold import (
     CONFLICT,
     apply_writes,
     plan_writes,
@@ -17,7 +17,7 @@ from tunegit.scaffold import (
     render_files,
     scaffold_log,
 )
-from tunegit.status import write_if_changed
+from tunegit.core.status import write_if_changed
 
 
 def main(args: argparse.Namespace) -> int:

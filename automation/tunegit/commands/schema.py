@@ -3,7 +3,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from tunegit import plan, site
+from tunegit.spec import plan
+
+from tunegit.spec import site
 
 
 def main(args: argparse.Namespace) -> int:

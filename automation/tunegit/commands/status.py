@@ -8,12 +8,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from tunegit import status as status_mod
+from tunegit.core import status as status_mod
 from tunegit.commands.common import workspace
 from tunegit.errors import TunegitError
-from tunegit.states import RUNNING, SUBMITTED
-from tunegit.status import StatusFile, Step
-from tunegit.workspace import STATUS_FILE, Workspace
+from tunegit.core.states import RUNNING, SUBMITTED
+from tunegit.core.status import StatusFile, Step
+from tunegit.edges.workspace import STATUS_FILE, Workspace
 
 COLUMNS = ("RUN", "STEP", "STATE", "JOB", "ELAPSED", "SCORE", "REASON")
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from tunegit.commands.common import out, workspace
-from tunegit.tinymodel import make_tiny_model
+from tunegit.generators.tinymodel import make_tiny_model
 
 NAME = "tiny-llama"
 

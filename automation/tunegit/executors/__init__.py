@@ -6,8 +6,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 
 from tunegit.executors.base import Executor
-from tunegit.site import Site
-from tunegit.workspace import Workspace
+from tunegit.spec.site import Site
+from tunegit.edges.workspace import Workspace
 
 JOBS_DIR = ".tunegit-jobs"
 SLURM_COMMAND_TIMEOUT_S = 60.0

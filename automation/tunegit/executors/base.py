@@ -1,6 +1,6 @@
 """The executor contract shared by the local and SLURM backends.
 
-The reconcile loop hands an executor ``JobSpec``s to submit and asks it, once a
+The reconcile loop hands an executor ``JobPlan``s (tunegit.core.jobplan) to submit and asks it, once a
 cycle, what it sees. An executor never decides what should run; it only runs
 what it is given and reports truthfully, with ``JOB_UNKNOWN`` (or a missing id)
 for "could not tell this cycle", never a guessed failure.
@@ -13,42 +13,14 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from tunegit.core.jobplan import JobPlan, Resources
 
-@dataclasses.dataclass(frozen=True)
-class Resources:
-    """What one job asks of the scheduler (from the site file and the estimate)."""
-
-    gpus: int = 0
-    cpus: int = 1
-    mem_gb: int = 4
-    time_minutes: int = 60
-    partition: str = ""
-    account: str = ""
-    qos: str = ""
-    constraint: str = ""
-    extra: tuple[str, ...] = ()  # further sbatch options from the site, e.g. --mail-type=END
-
-
-@dataclasses.dataclass(frozen=True)
-class JobSpec:
-    """One job to run: a rendered script, where to run it, and what it waits for.
-
-    ``name`` is deterministic (experiment, run, stage, attempt), so a job can be
-    found again by name after a crash. ``after`` names jobs (by ``name``) that
-    must complete successfully first.
-    """
-
-    name: str
-    script: Path
-    workdir: Path
-    log: Path
-    resources: Resources = Resources()
-    after: tuple[str, ...] = ()
+__all__ = ["Executor", "JobObservation", "JobPlan", "Poll", "Resources", "SubmitError"]
 
 
 @dataclasses.dataclass(frozen=True)
 class JobObservation:
-    """What the scheduler says about one job this cycle (states from ``tunegit.states``)."""
+    """What the scheduler says about one job this cycle (states from ``tunegit.core.states``)."""
 
     job_id: str
     state: str
@@ -80,7 +52,7 @@ class Executor(Protocol):
     name: str
     supports_dependencies: bool  # True: ``after`` is enforced by the scheduler itself
 
-    def submit(self, jobs: Sequence[JobSpec], *, known: Mapping[str, str] | None = None
+    def submit(self, jobs: Sequence[JobPlan], *, known: Mapping[str, str] | None = None
     ) -> dict[str, str]:
         """Submit jobs; return job name -> job id for each submitted. Raises SubmitError.
 

@@ -21,8 +21,8 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
-from tunegit.executors.base import JobObservation, JobSpec, Poll
-from tunegit.states import (
+from tunegit.executors.base import JobObservation, JobPlan, Poll
+from tunegit.core.states import (
     JOB_CANCELLED,
     JOB_COMPLETED,
     JOB_FAILED,
@@ -81,11 +81,11 @@ class LocalExecutor:
         self.env = dict(env) if env is not None else job_environment()
 
     def submit(
-        self, jobs: Sequence[JobSpec], *, known: Mapping[str, str] | None = None
+        self, jobs: Sequence[JobPlan], *, known: Mapping[str, str] | None = None
     ) -> dict[str, str]:
         return {job.name: self._start(job) for job in jobs}
 
-    def _start(self, job: JobSpec) -> str:
+    def _start(self, job: JobPlan) -> str:
         job_id = f"local-{uuid.uuid4().hex[:10]}"
         state = self.state_dir / job_id
         state.mkdir(parents=True)

@@ -5,7 +5,7 @@ is one line through ``runner``, so tests can count or fake the calls.
 
 Names and ids, and finding jobs again after a crash:
 
-- A job submitted on its own carries its ``JobSpec.name`` as SLURM job name.
+- A job submitted on its own carries its ``JobPlan.name`` as SLURM job name.
 - Jobs with equal resources and no ``after`` go as one job array. Its SLURM
   name is ``<common prefix>array-<hash of the task names>``; its batch script is
   a wrapper written (atomically, before sbatch) to
@@ -32,9 +32,9 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Protocol
 
-from tunegit import states
+from tunegit.core import states
 from tunegit.executors import slurm_parse as sp
-from tunegit.executors.base import JobObservation, JobSpec, Poll, Resources, SubmitError
+from tunegit.executors.base import JobObservation, JobPlan, Poll, Resources, SubmitError
 
 COMMAND_TIMEOUT_S = 60.0
 LOG_TAIL_BYTES = 64 * 1024
@@ -73,7 +73,7 @@ class PartialSubmitError(SubmitError):
 
 
 class SlurmExecutor:
-    """Runs JobSpecs on SLURM; see the module docstring for names, arrays and restarts."""
+    """Runs JobPlans on SLURM; see the module docstring for names, arrays and restarts."""
 
     name = "slurm"
     supports_dependencies = True
@@ -95,7 +95,7 @@ class SlurmExecutor:
     # ------------------------------------------------------------ submit
 
     def submit(
-        self, jobs: Sequence[JobSpec], *, known: Mapping[str, str] | None = None
+        self, jobs: Sequence[JobPlan], *, known: Mapping[str, str] | None = None
     ) -> dict[str, str]:
         """Submit ``jobs``; ``known`` maps names submitted earlier to their ids (for ``after``).
 
@@ -103,6 +103,8 @@ class SlurmExecutor:
         PartialSubmitError once anything went in) on the first refusal.
         """
         known = known or {}
+        for job in jobs:
+            _check_script(job)
         ids: dict[str, str] = {}
         try:
             for group in independent_groups(jobs, self.use_arrays):
@@ -117,7 +119,7 @@ class SlurmExecutor:
             raise PartialSubmitError(error.job_name, str(error), ids) from error
         return ids
 
-    def _submit_group(self, group: Sequence[JobSpec]) -> dict[str, str]:
+    def _submit_group(self, group: Sequence[JobPlan]) -> dict[str, str]:
         if len(group) == 1:
             return {group[0].name: self._sbatch(group[0].name, sp.sbatch_argv(group[0]))}
         plan = sp.plan_array(group)
@@ -126,7 +128,7 @@ class SlurmExecutor:
         return {job.name: f"{array_id}_{index}" for index, job in enumerate(group)}
 
     @staticmethod
-    def _after(job: JobSpec, known: Mapping[str, str], ids: Mapping[str, str]) -> list[str]:
+    def _after(job: JobPlan, known: Mapping[str, str], ids: Mapping[str, str]) -> list[str]:
         return [ids.get(parent) or known[parent] for parent in job.after]
 
     def _sbatch(self, job_name: str, argv: Sequence[str], *, recover: bool = True) -> str:
@@ -234,10 +236,22 @@ class SlurmExecutor:
 # ---------------------------------------------------------------- helpers
 
 
-def independent_groups(jobs: Sequence[JobSpec], use_arrays: bool = True) -> list[list[JobSpec]]:
+def _check_script(job: JobPlan) -> None:
+    """Refuse a job whose script's #SBATCH header is not its plan (sbatch reads the header)."""
+    try:
+        text = job.script.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SubmitError(job.name, f"cannot read its script {job.script}: {error}") from None
+    problem = sp.check_header(job, text)
+    if problem:
+        raise SubmitError(job.name, f"{job.script}: {problem} (hint: re-render the "
+                          "experiment's files with `tunegit scaffold EXPERIMENT --force`)")
+
+
+def independent_groups(jobs: Sequence[JobPlan], use_arrays: bool = True) -> list[list[JobPlan]]:
     """Jobs without ``after``, grouped by equal Resources (first-seen order) when arrays are on."""
-    groups: dict[Resources, list[JobSpec]] = {}
-    singles: list[list[JobSpec]] = []
+    groups: dict[Resources, list[JobPlan]] = {}
+    singles: list[list[JobPlan]] = []
     for job in jobs:
         if job.after:
             continue
@@ -248,11 +262,11 @@ def independent_groups(jobs: Sequence[JobSpec], use_arrays: bool = True) -> list
     return list(groups.values()) if use_arrays else singles
 
 
-def dependency_order(jobs: Sequence[JobSpec], ready: Iterable[str]) -> list[JobSpec]:
+def dependency_order(jobs: Sequence[JobPlan], ready: Iterable[str]) -> list[JobPlan]:
     """Dependants after their parents; a parent that is neither here nor ready is an error."""
     done = set(ready)
     todo = list(jobs)
-    ordered: list[JobSpec] = []
+    ordered: list[JobPlan] = []
     while todo:
         runnable = [job for job in todo if done.issuperset(job.after)]
         if not runnable:

@@ -12,10 +12,13 @@ import posixpath
 from collections.abc import Mapping
 from typing import Protocol
 
-from tunegit.expand import Evaluation, Run
-from tunegit.models import short_name
-from tunegit.plan import Plan
-from tunegit.site import Site
+from pathlib import Path
+
+from tunegit.core.expand import Evaluation, Run
+from tunegit.core.jobplan import FINETUNE_STAGE, JobPlan, job_name, log_path, site_resources
+from tunegit.spec.models import short_name
+from tunegit.spec.plan import Plan
+from tunegit.spec.site import Site
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +42,8 @@ class RenderContext:
     # The directory holding the `tunegit` package the jobs import (their run-time helpers);
     # empty: jobs use whatever tunegit their environment activation provides.
     package_root: str = ""
+    # The attempt each step's job is submitted as (``run`` / ``run/eval key``); default 1.
+    attempts: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def finetune_minutes(self, run: Run) -> int:
         return self._clamp(self.time_minutes.get(run.name, self.site.slurm.min_time_minutes))
@@ -46,6 +51,22 @@ class RenderContext:
     def eval_minutes(self, run: Run, evaluation: Evaluation) -> int:
         key = f"{run.name}/{evaluation.key}"
         return self._clamp(self.time_minutes.get(key, self.site.slurm.eval_time_minutes))
+
+    def finetune_job(self, run: Run, script: str) -> JobPlan:
+        """The fine-tuning job of ``run``: what its script's header says and what is submitted."""
+        return self._job(run, None, script, gpus=run.gpus, minutes=self.finetune_minutes(run))
+
+    def eval_job(self, run: Run, evaluation: Evaluation, script: str) -> JobPlan:
+        return self._job(run, evaluation.key, script, gpus=1,
+                         minutes=self.eval_minutes(run, evaluation))
+
+    def _job(self, run: Run, key: str | None, script: str, *, gpus: int, minutes: int) -> JobPlan:
+        attempt = self.attempts.get(run.name if key is None else f"{run.name}/{key}", 1)
+        run_dir = self.run_dir(run)
+        return JobPlan(
+            name=job_name(self.plan.name, run.name, key or FINETUNE_STAGE, attempt),
+            script=Path(script), workdir=Path(run_dir), log=Path(log_path(run_dir, key, attempt)),
+            resources=site_resources(self.site, gpus=gpus, minutes=minutes))
 
     def _clamp(self, minutes: int) -> int:
         slurm = self.site.slurm

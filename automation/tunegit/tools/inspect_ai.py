@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from tunegit.errors import TunegitError
-from tunegit.expand import Evaluation, Run
-from tunegit.plan import EvalTask
-from tunegit.templating import render_template
+from tunegit.core.expand import Evaluation, Run
+from tunegit.spec.plan import EvalTask
+from tunegit.render.templating import render_template
 from tunegit.tools import torchtune
 from tunegit.tools.base import RenderContext
-from tunegit.tools.slurm_header import header_context, job_name
+from tunegit.tools.slurm_header import header_context
 
 name = "inspect-ai"
 BEST = "best"
@@ -106,10 +106,8 @@ def script_values(ctx: RenderContext, run: Run, evaluation: Evaluation) -> dict[
     task = plan_task(ctx, evaluation)
     directory = ctx.run_dir(run)
     path = model_path(ctx, run, evaluation)
-    header = header_context(
-        ctx, name=job_name(ctx, run, evaluation.key), minutes=ctx.eval_minutes(run, evaluation),
-        gpus=1, chdir=directory,
-        output=posixpath.join(eval_dir(ctx, run), f"{evaluation.file_stem}-%j.out"))
+    header = header_context(ctx, ctx.eval_job(run, evaluation,
+                                              eval_script(ctx, run, evaluation)))
     checkpoints = torchtune.output_dir(ctx, run)
     return {
         **header, "run_dir": directory, "repo_root": ctx.repo_root,

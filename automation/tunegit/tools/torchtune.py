@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from tunegit.errors import TunegitError
-from tunegit.expand import Run, dataset_label
-from tunegit.models import ModelInfo, lookup, supported_models
-from tunegit.templating import render_template
+from tunegit.core.expand import Run, dataset_label
+from tunegit.spec.models import ModelInfo, lookup, supported_models
+from tunegit.render.templating import render_template
 from tunegit.tools.base import RenderContext
-from tunegit.tools.slurm_header import header_context, job_name
+from tunegit.tools.slurm_header import header_context
 
 name = "torchtune"
 TORCHTUNE_VERSION = "0.6.1"
@@ -155,9 +155,7 @@ def setup_values(ctx: RenderContext, run: Run, values: dict[str, Any]) -> dict[s
 
 def slurm_values(ctx: RenderContext, run: Run) -> dict[str, Any]:
     directory = ctx.run_dir(run)
-    header = header_context(
-        ctx, name=job_name(ctx, run, "ft"), minutes=ctx.finetune_minutes(run), gpus=run.gpus,
-        chdir=directory, output=posixpath.join(directory, "slurm-%j.out"))
+    header = header_context(ctx, ctx.finetune_job(run, finetune_script(ctx, run)))
     return {**header, "run_dir": directory, "tune_args": tune_run_args(run),
             "validation": run.validation}
 

@@ -19,11 +19,11 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tunegit.loader import load_file
-from tunegit.schema_errors import parse_model
-from tunegit.states import COMPLETED
-from tunegit.status import SAFE_LOADER, write_if_changed
-from tunegit.workspace import STATUS_FILE, Workspace
+from tunegit.spec.loader import load_file
+from tunegit.spec.schema_errors import parse_model
+from tunegit.core.states import COMPLETED
+from tunegit.core.status import SAFE_LOADER, write_if_changed
+from tunegit.edges.workspace import STATUS_FILE, Workspace
 
 
 @dataclasses.dataclass(frozen=True)

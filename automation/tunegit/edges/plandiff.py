@@ -22,14 +22,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tunegit import status as status_mod
-from tunegit.analysis import analyse
-from tunegit.calibration import accuracy_sentence, load_pairs, summarise
+from tunegit.core import status as status_mod
+from tunegit.edges.analysis import analyse
+from tunegit.edges.calibration import accuracy_sentence, load_pairs, summarise
 from tunegit.errors import PlanError, Problem, TunegitError
-from tunegit.expand import Run
-from tunegit.loader import Located
-from tunegit.states import PENDING, SKIPPED
-from tunegit.workspace import PLAN_FILE, STATUS_FILE, Workspace
+from tunegit.core.expand import Run
+from tunegit.spec.loader import Located
+from tunegit.core.states import PENDING, SKIPPED
+from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 
 MARKER = "<!-- tunegit-plan-diff -->"
 RUN_FIELDS = tuple(f.name for f in dataclasses.fields(Run) if f.name != "name")

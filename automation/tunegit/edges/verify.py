@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from tunegit.errors import Problem
-from tunegit.expand import Expansion
-from tunegit.loader import Located
-from tunegit.plan import Plan
-from tunegit.site import Site
-from tunegit.workspace import Workspace
+from tunegit.core.expand import Expansion
+from tunegit.spec.loader import Located
+from tunegit.spec.plan import Plan
+from tunegit.spec.site import Site
+from tunegit.edges.workspace import Workspace
 
 NOT_VERIFIABLE = "not verifiable here"
 

@@ -21,10 +21,10 @@ from collections.abc import Mapping
 
 from tunegit.executors.base import Poll
 from tunegit.executors.slurm_parse import status_from_observation
-from tunegit.expand import Expansion
-from tunegit.records import Transition
-from tunegit.scaffold import job_name
-from tunegit.states import (
+from tunegit.core.expand import Expansion
+from tunegit.core.jobplan import FINETUNE_STAGE, job_name
+from tunegit.core.records import Transition
+from tunegit.core.states import (
     BLOCKED,
     CANCELLED,
     COMPLETED,
@@ -37,7 +37,7 @@ from tunegit.states import (
     SUBMITTED,
     TERMINAL_STATES,
 )
-from tunegit.status import StatusFile, Step
+from tunegit.core.status import StatusFile, Step
 
 DEAD = frozenset({FAILED, CANCELLED, BLOCKED})
 RETRYABLE = DEAD
@@ -68,7 +68,7 @@ class Decision:
 
 
 def stage(key: str | None) -> str:
-    return "ft" if key is None else key
+    return FINETUNE_STAGE if key is None else key
 
 
 def pending_name(experiment: str, run: str, key: str | None, step: Step) -> str:

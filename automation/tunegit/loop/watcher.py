@@ -35,14 +35,14 @@ from typing import Any
 
 import git
 
-from tunegit import engine
-from tunegit import status as status_mod
-from tunegit.crashpoints import crashpoint
+from tunegit.loop import engine
+from tunegit.core import status as status_mod
+from tunegit.edges.crashpoints import crashpoint
 from tunegit.errors import TunegitError
-from tunegit.gitstore import GitStore, GitStoreError, PushResult, status_message
-from tunegit.records import CycleResult
-from tunegit.states import LIVE_STATES, PENDING
-from tunegit.workspace import STATUS_FILE, Workspace
+from tunegit.edges.gitstore import GitStore, GitStoreError, PushResult, status_message
+from tunegit.core.records import CycleResult
+from tunegit.core.states import LIVE_STATES, PENDING
+from tunegit.edges.workspace import STATUS_FILE, Workspace
 
 STATE_FILE = "tunegit-state.json"
 LOCK_FILE = "tunegit.lock"

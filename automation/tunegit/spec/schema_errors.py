@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from tunegit.errors import PlanError, Problem
-from tunegit.loader import FieldPath, Located, format_path
+from tunegit.spec.loader import FieldPath, Located, format_path
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -13,9 +13,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-from tunegit.datagen import pronounceable_words
+from tunegit.generators.datagen import pronounceable_words
 from tunegit.errors import TunegitError
-from tunegit.models import TINY_ARCH
+from tunegit.spec.models import TINY_ARCH
 
 VOCAB_SIZE = 512
 CHAT_TEMPLATE = (

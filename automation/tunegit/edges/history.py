@@ -18,11 +18,11 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tunegit import status as status_mod
+from tunegit.core import status as status_mod
 from tunegit.errors import TunegitError
-from tunegit.gitstore import is_own_message
-from tunegit.status import StatusFile, Step
-from tunegit.workspace import PLAN_FILE, STATUS_FILE
+from tunegit.edges.gitstore import is_own_message
+from tunegit.core.status import StatusFile, Step
+from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE
 
 SEP, END = "\x1f", "\x1e"
 

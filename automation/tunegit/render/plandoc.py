@@ -7,12 +7,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from tunegit.estimate import PlanEstimate, Span, packing_density
-from tunegit.expand import FACTOR_LABELS, Expansion, default_run_name, format_level
-from tunegit.plan import Plan
-from tunegit.site import Site
-from tunegit.templating import environment
-from tunegit.verify import Check, DatasetInfo
+from tunegit.core.estimate import PlanEstimate, Span, packing_density
+from tunegit.core.expand import FACTOR_LABELS, Expansion, default_run_name, format_level
+from tunegit.spec.plan import Plan
+from tunegit.spec.site import Site
+from tunegit.render.templating import environment
+from tunegit.edges.verify import Check, DatasetInfo
 
 TREE_LIMIT = 12
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})$")

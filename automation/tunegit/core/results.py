@@ -8,8 +8,8 @@ import io
 from collections import defaultdict
 from collections.abc import Sequence
 
-from tunegit.expand import Expansion, format_level
-from tunegit.status import StatusFile
+from tunegit.core.expand import Expansion, format_level
+from tunegit.core.status import StatusFile
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from tunegit.expand import Expansion
-from tunegit.states import PENDING, REASON_BASE_MODEL, SKIPPED, STATUS_STATES
+from tunegit.core.expand import Expansion
+from tunegit.core.states import PENDING, REASON_BASE_MODEL, SKIPPED, STATUS_STATES
 
 # libyaml's safe loader when present: a 1,000-run status file reads in ~0.1 s instead of ~2 s.
 SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -20,8 +20,8 @@ from typing import Annotated, Any
 
 from pydantic import TypeAdapter
 
-from tunegit.models import short_name
-from tunegit.plan import DataPath, Plan, Training
+from tunegit.spec.models import short_name
+from tunegit.spec.plan import DataPath, Plan, Training
 
 FACTOR_LABELS = {
     "lora_rank": "rank", "learning_rate": "lr", "batch_size": "bs", "epochs": "ep",

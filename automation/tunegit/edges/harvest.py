@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tunegit import models
-from tunegit.analysis import Analysis
+from tunegit.spec import models
+from tunegit.edges.analysis import Analysis
 from tunegit.errors import TunegitError
-from tunegit.logparse import parse_training_log
-from tunegit.records import Transition
-from tunegit.states import COMPLETED, FAILED, REASON_EVAL_STATUS
-from tunegit.status import StatusFile
+from tunegit.core.logparse import parse_training_log
+from tunegit.core.records import Transition
+from tunegit.core.states import COMPLETED, FAILED, REASON_EVAL_STATUS
+from tunegit.core.status import StatusFile
 from tunegit.tools import RenderContext, get_evaluation
 from tunegit.tools.torchtune import epoch_dirs, output_dir
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tunegit import models
+from tunegit.spec import models
 from tunegit.errors import Problem
-from tunegit.expand import VALID_NAME, Expansion, coerce_level, factor_levels, pattern_fields
-from tunegit.loader import Located
-from tunegit.plan import MAX_RUNS, TRAINING_FACTOR_KEYS, Plan
+from tunegit.core.expand import VALID_NAME, Expansion, coerce_level, factor_levels, pattern_fields
+from tunegit.spec.loader import Located
+from tunegit.spec.plan import MAX_RUNS, TRAINING_FACTOR_KEYS, Plan
 
 FACTOR_KEYS = ("model", "dataset", *TRAINING_FACTOR_KEYS)
 

@@ -23,11 +23,11 @@ import statistics
 from collections.abc import Sequence
 from typing import TypeVar
 
-from tunegit import models
-from tunegit.expand import Evaluation, Expansion, Run
-from tunegit.priors import PriorRun
-from tunegit.site import Site
-from tunegit.verify import DatasetInfo
+from tunegit.spec import models
+from tunegit.core.expand import Evaluation, Expansion, Run
+from tunegit.edges.priors import PriorRun
+from tunegit.spec.site import Site
+from tunegit.edges.verify import DatasetInfo
 
 T = TypeVar("T")
 SAFETY = 0.7

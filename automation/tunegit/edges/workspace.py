@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 
 from tunegit.errors import PlanError, TunegitError
-from tunegit.loader import Located, load_file
-from tunegit.plan import Plan
-from tunegit.schema_errors import parse_model
-from tunegit.site import Site, expand_path
+from tunegit.spec.loader import Located, load_file
+from tunegit.spec.plan import Plan
+from tunegit.spec.schema_errors import parse_model
+from tunegit.spec.site import Site, expand_path
 
 PLAN_FILE = "experiment.yaml"
 PLAN_MD = "runs_plan.md"

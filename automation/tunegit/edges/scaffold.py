@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import tunegit
-from tunegit.analysis import Analysis
-from tunegit.expand import Evaluation, Run
-from tunegit.status import write_if_changed
+from tunegit.edges.analysis import Analysis
+from tunegit.core.expand import Evaluation, Run
+from tunegit.core.status import StatusFile, write_if_changed
 from tunegit.tools import RenderContext, get_evaluation, get_preparation
 
 CREATE, IDENTICAL, UPDATE, CONFLICT = "create", "identical", "update", "conflict"
@@ -40,7 +40,8 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def render_context(a: Analysis, site_override: str | None = None) -> RenderContext:
+def render_context(a: Analysis, status: StatusFile | None = None) -> RenderContext:
+    """What the tools render with; ``status`` gives each step's current attempt."""
     site = a.site
     times: dict[str, int] = {}
     factor = site.slurm.time_safety_factor
@@ -60,13 +61,16 @@ def render_context(a: Analysis, site_override: str | None = None) -> RenderConte
         time_minutes=times,
         dataset_paths=datasets,
         package_root=str(Path(tunegit.__file__).resolve().parents[1]),
+        attempts=attempts(status),
     )
 
 
-def job_name(experiment: str, run: str, stage: str, attempt: int = 1) -> str:
-    """``tg.<experiment>.<run>.<stage>``; later attempts add ``.a<N>``."""
-    base = f"tg.{experiment}.{run}.{stage}"
-    return base if attempt == 1 else f"{base}.a{attempt}"
+def attempts(status: StatusFile | None) -> dict[str, int]:
+    """``run`` / ``run/key`` -> the attempt its job is (to be) submitted as, where not 1."""
+    if status is None:
+        return {}
+    return {run if key is None else f"{run}/{key}": step.attempt
+            for run, key, step in status.steps() if step.attempt and step.attempt > 1}
 
 
 def render_files(

@@ -8,19 +8,18 @@ Each executor is asked once per cycle for the jobs of all experiments (`poll_all
 from __future__ import annotations
 
 import dataclasses
-import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from tunegit import harvest
-from tunegit.analysis import Analysis, analyse
-from tunegit.crashpoints import crashpoint
+from tunegit.edges import harvest
+from tunegit.edges.analysis import Analysis, analyse
+from tunegit.edges.crashpoints import crashpoint
 from tunegit.errors import PlanError, TunegitError
-from tunegit.executors.base import Executor, JobSpec, Poll, Resources, SubmitError
-from tunegit.expand import Run
-from tunegit.reconcile import Submission, decide, live_job_ids, wanted_names
-from tunegit.records import CycleResult, Transition
-from tunegit.scaffold import (
+from tunegit.core.jobplan import JobPlan, log_path
+from tunegit.executors.base import Executor, Poll, SubmitError
+from tunegit.core.reconcile import Submission, decide, live_job_ids, wanted_names
+from tunegit.core.records import CycleResult, Transition
+from tunegit.edges.scaffold import (
     CONFLICT,
     apply_writes,
     conflicted_runs,
@@ -29,8 +28,8 @@ from tunegit.scaffold import (
     render_files,
     run_files_hash,
 )
-from tunegit.site import Site
-from tunegit.states import (
+from tunegit.spec.site import Site
+from tunegit.core.states import (
     FAILED,
     JOB_COMPLETED,
     JOB_PENDING,
@@ -40,9 +39,9 @@ from tunegit.states import (
     REASON_SUBMIT_FAILED,
     SUBMITTED,
 )
-from tunegit.status import StatusFile, dump, initial, read, sync, write_if_changed
+from tunegit.core.status import StatusFile, dump, initial, read, sync, write_if_changed
 from tunegit.tools import RenderContext, get_evaluation, get_preparation
-from tunegit.workspace import PLAN_FILE, STATUS_FILE, Workspace
+from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 
 __all__ = ["SCHEDULER_UNANSWERED", "CycleResult", "ExecutorFactory", "Transition", "cycle"]
 
@@ -149,7 +148,9 @@ def prepare(ws: Workspace, name: str, *, plan_commit: str | None, executor_for: 
     """Analyse, render the run files, read the status: everything before the poll."""
     a = analyse(ws, ws.experiment_dir(name) / PLAN_FILE, site_override)
     executor = executor_for(a.site)
-    ctx = render_context(a)
+    before = read(ws.experiment_dir(name) / STATUS_FILE)
+    status = initial(a.expansion, name) if before is None else sync(before, a.expansion, name)
+    ctx = render_context(a, status)
     files = render_files(ctx, a.expansion.runs, a.expansion.evaluations, plan_commit)
     actions = plan_writes(a.work_dir, files)
     apply_writes(a.work_dir, files, [x for x in actions if x.action != CONFLICT])
@@ -157,8 +158,6 @@ def prepare(ws: Workspace, name: str, *, plan_commit: str | None, executor_for: 
     errors = tuple(f"{name}: {x.path} was {x.detail}; not overwritten, its run is held "
                    f"(hint: `tunegit scaffold {name} --force` to overwrite)"
                    for x in actions if x.action == CONFLICT)
-    before = read(ws.experiment_dir(name) / STATUS_FILE)
-    status = initial(a.expansion, name) if before is None else sync(before, a.expansion, name)
     return Prepared(name, a, executor, ctx, files, frozenset(conflicted_runs(actions)), errors,
                     status, tuple(live_job_ids(status)), tuple(wanted_names(name, status)))
 
@@ -198,42 +197,29 @@ def _failed_logs(status: StatusFile, poll: Poll) -> dict[str, str]:
     return out
 
 
-def log_path(ctx: RenderContext, run: Run, key: str | None, attempt: int = 1) -> str:
-    """The file the job's output goes to (SLURM --output, the array wrapper, the local
-    executor); a later attempt gets its own file, so the first one's log is kept."""
-    suffix = "" if attempt == 1 else f".a{attempt}"
-    return posixpath.join(ctx.run_dir(run), "logs", f"{key or 'finetune'}{suffix}.log")
-
-
 def _with_logs(status: StatusFile, ctx: RenderContext, a: Analysis) -> StatusFile:
     """Steps adopted after a crash have a job but no recorded log path yet: add it."""
     for run, key, step in status.steps():
         if step.status in LIVE_STATES and step.job_id and not step.log:
-            path = log_path(ctx, a.expansion.run(run), key, step.attempt or 1)
+            path = log_path(ctx.run_dir(a.expansion.run(run)), key, step.attempt or 1)
             status = status.with_step(run, key, step.moved(step.status, "", log=path))
     return status
 
 
-def job_spec(sub: Submission, a: Analysis, ctx: RenderContext) -> JobSpec:
+def job_plan(sub: Submission, a: Analysis, ctx: RenderContext) -> JobPlan:
+    """The step's JobPlan, the same one its script's header was rendered from."""
     run = a.expansion.run(sub.run)
-    site = a.site
     if sub.key is None:
-        script = get_preparation(ctx.plan.tools.preparation).finetune_script(ctx, run)
-        minutes = ctx.finetune_minutes(run)
-        gpus = run.gpus
+        prep = get_preparation(ctx.plan.tools.preparation)
+        job = ctx.finetune_job(run, prep.finetune_script(ctx, run))
     else:
         ev = next(e for e in a.expansion.evaluations_of(run.name) if e.key == sub.key)
-        script = get_evaluation(ctx.plan.tools.evaluation).eval_script(ctx, run, ev)
-        minutes = ctx.eval_minutes(run, ev)
-        gpus = 1
-    workdir = posixpath.dirname(script)
-    log = log_path(ctx, run, sub.key, sub.attempt)
-    resources = Resources(
-        gpus=0 if site.gpu.type.lower() == "cpu" else gpus, cpus=site.slurm.cpus_per_task,
-        mem_gb=site.slurm.mem_gb, time_minutes=minutes, partition=site.slurm.partition,
-        account=site.slurm.account, qos=site.slurm.qos, constraint=site.slurm.constraint,
-        extra=tuple(site.slurm.extra_sbatch))
-    return JobSpec(sub.name, Path(script), Path(workdir), Path(log), resources, sub.after)
+        evaluator = get_evaluation(ctx.plan.tools.evaluation)
+        job = ctx.eval_job(run, ev, evaluator.eval_script(ctx, run, ev))
+    if job.name != sub.name:
+        raise TunegitError(f"job plan {job.name!r} does not match the step's name {sub.name!r}",
+                           hint="this is a bug in tunegit; report it with the status file")
+    return dataclasses.replace(job, after=sub.after)
 
 
 def _planned(a: Analysis, sub: Submission) -> dict[str, object] | None:
@@ -249,7 +235,7 @@ def _submit(executor: Executor, status: StatusFile, subs: Sequence[Submission], 
             ) -> tuple[StatusFile, tuple[Transition, ...], list[str]]:
     if not subs:
         return status, (), []
-    specs = {s.name: job_spec(s, a, ctx) for s in subs}
+    specs = {s.name: job_plan(s, a, ctx) for s in subs}
     for spec in specs.values():  # SLURM does not create the directory of --output
         spec.log.parent.mkdir(parents=True, exist_ok=True)
     known = {step.job_name: step.job_id for _, _, step in status.steps()

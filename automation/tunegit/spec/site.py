@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tunegit.plan import Strict
+from tunegit.spec.plan import Strict
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -17,6 +17,11 @@ class Gpu(Strict):
     memory_gib: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         default=0, description="Memory of one GPU.")
     count: PositiveInt = Field(default=1, description="GPUs available to this site at once.")
+
+    @property
+    def is_cpu(self) -> bool:
+        """No GPU at this site (``type: cpu``, any case): jobs ask for no GPUs."""
+        return self.type.strip().lower() == "cpu"
 
 
 class Slurm(Strict):

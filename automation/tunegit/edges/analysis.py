@@ -6,15 +6,15 @@ import dataclasses
 from pathlib import Path
 
 from tunegit.errors import PlanError, Problem
-from tunegit.estimate import PlanEstimate, estimate_plan
-from tunegit.expand import Expansion, expand
-from tunegit.priors import load_repo_priors, load_site_priors
-from tunegit.render import render_design_log, render_plan_md
-from tunegit.site import Site
+from tunegit.core.estimate import PlanEstimate, estimate_plan
+from tunegit.core.expand import Expansion, expand
+from tunegit.edges.priors import load_repo_priors, load_site_priors
+from tunegit.render.plandoc import render_design_log, render_plan_md
+from tunegit.spec.site import Site
 from tunegit.tools import EVALUATION, PREPARATION
-from tunegit.validate import check_plan, check_structure
-from tunegit.verify import Verification, verify
-from tunegit.workspace import LoadedPlan, Workspace
+from tunegit.core.validate import check_plan, check_structure
+from tunegit.edges.verify import Verification, verify
+from tunegit.edges.workspace import LoadedPlan, Workspace
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from tunegit.states import COMPLETED
-from tunegit.workspace import STATUS_FILE, Workspace
+from tunegit.core.states import COMPLETED
+from tunegit.edges.workspace import STATUS_FILE, Workspace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,10 +128,10 @@ def held_out(ws: Workspace) -> list[HeldOut]:
     Each run is re-estimated with the plan it ran from (its experiment.yaml, its dataset),
     the site's priors and every other completed run, then with no priors at all.
     """
-    from tunegit.analysis import analyse
+    from tunegit.edges.analysis import analyse
     from tunegit.errors import TunegitError
-    from tunegit.estimate import estimate_run
-    from tunegit.priors import load_repo_priors, load_site_priors
+    from tunegit.core.estimate import estimate_run
+    from tunegit.edges.priors import load_repo_priors, load_site_priors
 
     repo = load_repo_priors(ws)
     out = []

@@ -28,9 +28,9 @@ from jinja2.bccache import Bucket
 from jinja2.sandbox import SandboxedEnvironment
 
 # `templates/` at the repository root, shipped inside the package through a symlink.
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 # Compiled templates, beside the package's own .pyc files (keyed by the template's checksum).
-BYTECODE_DIR = Path(__file__).resolve().parent / "__pycache__" / "templates"
+BYTECODE_DIR = Path(__file__).resolve().parents[1] / "__pycache__" / "templates"
 _INTERPOLATION = re.compile(r"(\\*)\$\{")
 
 
