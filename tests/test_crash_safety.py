@@ -76,6 +76,10 @@ def site_text(hold: bool) -> str:
     return text + f"environment: {{variables: {{PYTHONPATH: '{AUTOMATION}'}}}}\n"
 
 
+# The script's #SBATCH options, as one line (sbatch takes them from the script itself).
+SBATCH_HEADER = '$(grep "^#SBATCH " "${@: -1}" 2>/dev/null | cut -d" " -f2- | tr "\\n" " ")'
+
+
 class Slurm:
     """The sbatch wrapper's log, and what SLURM itself holds, by job name."""
 
@@ -86,11 +90,12 @@ class Slurm:
         real = shutil.which("sbatch")
         assert real
         wrapper = self.bin / "sbatch"
-        # Logs the call, submits for real, then (when asked) dies like the watcher's kill -9:
-        # the parent is the watcher process (subprocess.run, no shell in between).
+        # Logs the call with the script's #SBATCH options (what sbatch reads), submits for
+        # real, then (when asked) dies like the watcher's kill -9: the parent is the watcher
+        # process (subprocess.run, no shell in between).
         wrapper.write_text(
             "#!/bin/bash\n"
-            f'echo "sbatch $*" >> {self.log}\n'
+            f'echo "sbatch $* {SBATCH_HEADER}" >> {self.log}\n'
             f'"{real}" "$@"; rc=$?\n'
             f'n=$(grep -c . {self.log})\n'
             'if [ -n "$KILL_WATCHER_AFTER_SBATCH" ] && [ "$n" = "$KILL_WATCHER_AFTER_SBATCH" ];'

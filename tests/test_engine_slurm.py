@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from test_local_executor import FAILING_PLAN, make_repo
+from test_crash_safety import SBATCH_HEADER
 from test_slurm_executor import cluster_state
 from tunegit import cli
 from tunegit.cli import main
@@ -64,7 +65,10 @@ def calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Calls:
         real = shutil.which(program)
         assert real, f"{program} not on PATH"
         wrapper = bin_dir / program
-        wrapper.write_text(f'#!/bin/bash\necho "{program} $*" >> {log}\nexec {real} "$@"\n')
+        # sbatch: the call and the script's own #SBATCH options (name, array: what sbatch reads).
+        header = SBATCH_HEADER if program == "sbatch" else ""
+        wrapper.write_text(f'#!/bin/bash\necho "{program} $* {header}" >> {log}\n'
+                           f'exec {real} "$@"\n')
         wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     return Calls(log)

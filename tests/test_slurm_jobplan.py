@@ -1,0 +1,118 @@
+"""The script a reviewer reads is what runs: a job submitted through tunegit to the real
+local SLURM (.ci/slurm/start-local-slurm.sh) is, by SLURM's own `scontrol show job`, what its
+rendered script's #SBATCH header says, and sbatch got no resource flag besides the script."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from test_local_executor import make_repo
+from test_slurm_executor import cluster_state
+from tunegit.core.jobplan import header_options
+from tunegit.core.reconcile import Submission
+from tunegit.edges.analysis import analyse
+from tunegit.edges.scaffold import apply_writes, plan_writes, render_context, render_files
+from tunegit.edges.workspace import PLAN_FILE, Workspace
+from tunegit.executors import executor_factory
+from tunegit.loop.engine import job_plan
+
+_DOWN = cluster_state()
+pytestmark = [pytest.mark.slurm, pytest.mark.skipif(bool(_DOWN), reason=_DOWN)]
+
+# A GPU site on the local cluster (2 fake GPUs in its gres.conf): every resource the
+# header can carry that this cluster accepts.
+SITE = """\
+executor: slurm
+models_dir: .tunegit/models
+output_dir: .tunegit/slurm-outputs
+gpu: {type: A100-80GB, memory_gib: 80, count: 2}
+device: cpu
+dtype: fp32
+slurm: {partition: debug, cpus_per_task: 2, mem_gb: 1, min_time_minutes: 95,
+        time_limit_max_minutes: 120}
+"""
+
+PLAN = """\
+name: {name}
+type: sanity_check
+question: Does SLURM run what the script says?
+site: gpu-slurm
+tools: {{preparation: torchtune, evaluation: inspect-ai}}
+models: [tunegit/tiny-llama]
+dataset: {{path: tasks/capitalization/input/words_5L_80P_200.json}}
+controls: false
+run_name: "{{model}}"
+training: {{epochs: 1, learning_rate: 1.0e-2, batch_size: 8, packed: false, max_seq_len: 64,
+           validation: false, gpus: 1, system_prompt: "", seed: 0}}
+evaluation:
+  epochs: last
+  tasks:
+    - {{name: capitalization, script: tasks/capitalization/eval.py, dataset: training,
+       max_tokens: 8}}
+"""
+
+# #SBATCH option -> the field of `scontrol show job` that shows what SLURM made of it.
+SCONTROL_FIELD = {
+    "--job-name": "JobName", "--time": "TimeLimit", "--cpus-per-task": "CPUs/Task",
+    "--mem": "MinMemoryNode", "--gres": "TresPerNode", "--partition": "Partition",
+    "--chdir": "WorkDir", "--output": "StdOut", "--ntasks": "NumTasks", "--nodes": "NumNodes",
+}
+
+
+def scontrol_fields(job_id: str) -> dict[str, str]:
+    text = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
+                          text=True, check=True).stdout
+    return dict(item.split("=", 1) for item in text.split() if "=" in item)
+
+
+def as_scontrol(option: str, value: str) -> str:
+    """An #SBATCH value written the way scontrol shows it."""
+    if option == "--time":
+        hours, minutes, seconds = value.split(":")
+        return f"{int(hours):02d}:{minutes}:{seconds}"
+    if option == "--gres":
+        return f"gres:{value}"
+    if option == "--nodes":
+        return f"{value}-{value}"
+    return value
+
+
+def test_scontrol_shows_what_the_rendered_header_says(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"jobplan_{uuid.uuid4().hex[:6]}"
+    repo = make_repo(tmp_path / "repo", plans={name: PLAN.format(name=name)})
+    (repo / "sites" / "gpu-slurm.yaml").write_text(SITE)
+    calls = tmp_path / "sbatch-calls.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f'#!/bin/bash\necho "$*" >> {calls}\n'
+                                    f'exec {shutil.which("sbatch")} "$@"\n')
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+    ws = Workspace(repo)
+    a = analyse(ws, ws.experiment_dir(name) / PLAN_FILE)
+    ctx = render_context(a)
+    files = render_files(ctx, a.expansion.runs, a.expansion.evaluations, None)
+    apply_writes(a.work_dir, files, plan_writes(a.work_dir, files))
+    job = job_plan(Submission("tiny-llama", None, f"tg.{name}.tiny-llama.ft"), a, ctx)
+    executor = executor_factory(ws)(a.site)
+    job_id = executor.submit([job])[job.name]
+    try:
+        fields = scontrol_fields(job_id)
+    finally:
+        subprocess.run(["scancel", job_id], check=False)
+
+    header = header_options(job.script.read_text())
+    assert calls.read_text().split() == ["--parsable", str(job.script)]
+    assert {option.split("=", 1)[0] for option in header} == set(SCONTROL_FIELD)
+    for option, value in (line.split("=", 1) for line in header):
+        assert fields[SCONTROL_FIELD[option]] == as_scontrol(option, value), option
+    assert fields["JobName"] == f"tg.{name}.tiny-llama.ft"
+    assert fields["TimeLimit"] == "01:35:00" and fields["TresPerNode"] == "gres:gpu:1"
