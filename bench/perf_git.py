@@ -43,6 +43,7 @@ from tunegit.edges.gitstore import GitStore, status_message
 from tunegit.core.records import Transition
 from tunegit.core.states import COMPLETED, RUNNING, SUBMITTED
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
+from tunegit.files import read_status, write_if_changed
 
 STAMP = "2026-11-24T{:02d}:{:02d}:{:02d}Z"
 
@@ -139,7 +140,7 @@ def growth(base: Path, env: dict[str, str], batch: int, count: int, experiments:
     git(repo, env, "commit", "-q", "-m", "plans")
     before = size_pack(repo, env)
     store = GitStore(repo)
-    statuses = {n: status_mod.read(repo / "experiments" / n / STATUS_FILE) for n in names}
+    statuses = {n: read_status(repo / "experiments" / n / STATUS_FILE) for n in names}
     assert all(statuses.values())
     pending: list[Transition] = []
     touched: set[str] = set()
@@ -147,7 +148,7 @@ def growth(base: Path, env: dict[str, str], batch: int, count: int, experiments:
     plain = {n: s for n, s in statuses.items() if s is not None}
     for _, name, status, t in stream(names, plain, count):
         path = repo / "experiments" / name / STATUS_FILE
-        status_mod.write_if_changed(path, status_mod.dump(status))
+        write_if_changed(path, status_mod.dump(status))
         pending.append(t)
         touched.add(name)
         if len(pending) >= batch:
@@ -174,7 +175,7 @@ def fast_import_repo(repo: Path, env: dict[str, str], commits: int, own: int,
     git(repo, env, "init", "-q")
     git(repo, env, "add", "-A")
     git(repo, env, "commit", "-q", "-m", "plans")
-    statuses = {n: status_mod.read(repo / "experiments" / n / STATUS_FILE) for n in names}
+    statuses = {n: read_status(repo / "experiments" / n / STATUS_FILE) for n in names}
     plain = {n: s for n, s in statuses.items() if s is not None}
     own_stream = stream([target], plain, own)
     other_stream = stream(others, plain, commits - own)

@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from perf_lab import git, git_env, machine, make_lab, plan_text
 
-from tunegit.core import status as status_mod
 from tunegit.executors.base import JobObservation, JobPlan, Poll
 from tunegit.loop.watcher import STATE_FILE, WatchConfig, WatchState, has_work, reconcile_once
 from tunegit.edges.workspace import STATUS_FILE, Workspace
+from tunegit.files import read_status
 
 
 class CountingExecutor:
@@ -152,7 +152,7 @@ def measure_naive(watcher: Path, audit: Audit, cycles: int) -> dict[str, float]:
     audit.on = True
     for _ in range(cycles):
         for name in ws.experiments():
-            has_work(status_mod.read(ws.experiment_dir(name) / STATUS_FILE), pending=False)
+            has_work(read_status(ws.experiment_dir(name) / STATUS_FILE), pending=False)
     audit.on = False
     status = sum(n for p, n in audit.opens.items() if p.endswith("runs_status.yaml"))
     return {"cpu_ms": (cpu_s() - cpu0) * 1000 / cycles,

@@ -27,11 +27,11 @@ from tunegit.cli import main
 from tunegit.commands import cancel as cancel_cmd
 from tunegit.commands import retry as retry_cmd
 from tunegit.commands import run as run_cmd
-from tunegit.commands.run import now_utc
 from tunegit.loop.engine import cycle
 from tunegit.executors import executor_factory
-from tunegit.core.status import StatusFile, read
+from tunegit.core.status import StatusFile
 from tunegit.edges.workspace import STATUS_FILE, Workspace
+from tunegit.files import read_status, utc_now
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = "demo_capitalization"
@@ -90,7 +90,7 @@ def demo_as(repo: Path, name: str) -> None:
 
 
 def status_of(repo: Path, name: str) -> StatusFile:
-    status = read(repo / "experiments" / name / STATUS_FILE)
+    status = read_status(repo / "experiments" / name / STATUS_FILE)
     assert status is not None
     return status
 
@@ -100,7 +100,7 @@ def cycle_until(ws: Workspace, name: str, site: str, done: Callable[[StatusFile]
     make = executor_factory(ws)
     deadline = time.monotonic() + timeout_s
     while True:
-        result = cycle(ws, [name], now=now_utc(), plan_commit=None, executor_for=make,
+        result = cycle(ws, [name], now=utc_now(), plan_commit=None, executor_for=make,
                        site_override=site)
         assert not [e for e in result.errors if "not answering" not in e], result.errors
         status = status_of(ws.root, name)
@@ -138,7 +138,7 @@ def test_demo_on_slurm_survives_a_crash_between_sbatch_and_the_status_write(
     before = path.read_bytes()
 
     # One cycle submits everything at once: fine-tunes as one array, evaluations chained.
-    first = cycle(ws, [demo], now=now_utc(), plan_commit=None,
+    first = cycle(ws, [demo], now=utc_now(), plan_commit=None,
                   executor_for=executor_factory(ws), site_override=SITE)
     assert first.errors == () and len(first.transitions) == 5
     # The crash: the jobs went in, the status write did not happen.

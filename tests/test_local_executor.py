@@ -19,7 +19,7 @@ from tunegit.core import states
 from tunegit.cli import main
 from tunegit.executors.base import JobObservation, JobPlan
 from tunegit.executors.local import LocalExecutor
-from tunegit.executors.slurm_parse import FINISHED_JOB_STATES, status_from_observation
+from tunegit.core.observe import FINISHED_JOB_STATES, status_from_observation
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = pytest.mark.skipif(importlib.util.find_spec("torchtune") is None

@@ -8,7 +8,8 @@ import pytest
 
 from planfixtures import make_repo
 from tunegit.core import estimate as est
-from tunegit.edges.priors import PriorRun, device_of, load_repo_priors, priors_from_status
+from tunegit.core.priors import PriorRun, device_of, priors_from_status
+from tunegit.edges.priors import load_repo_priors
 from tunegit.edges.workspace import Workspace
 
 

@@ -21,11 +21,11 @@ from tunegit.core import states
 from tunegit.executors import slurm_parse as sp
 from tunegit.core.jobplan import header_lines
 from tunegit.executors.base import JobObservation, JobPlan, Poll, Resources, SubmitError
+from tunegit.files import tail
 from tunegit.executors.slurm import (
     Completed,
     PartialSubmitError,
     SlurmExecutor,
-    read_log_tail,
     run_command,
 )
 
@@ -140,12 +140,12 @@ def test_failed_parent_blocks_its_dependant(tmp_path: Path) -> None:
     ids = executor.submit([parent, child])
     poll = wait_until(executor, ids.values(), finished)
     parent_obs, child_obs = poll.jobs[ids[parent.name]], poll.jobs[ids[child.name]]
-    assert sp.status_from_observation(parent_obs, read_log_tail(parent.log)) == (
+    assert sp.status_from_observation(parent_obs, tail(parent.log)) == (
         states.FAILED,
         states.REASON_NON_ZERO_EXIT,
         f"job {ids[parent.name]} exited with code 3",
     )
-    assert sp.status_from_observation(child_obs, read_log_tail(child.log))[:2] == (
+    assert sp.status_from_observation(child_obs, tail(child.log))[:2] == (
         states.BLOCKED,
         states.REASON_DEPENDENCY_FAILED,
     )
@@ -172,7 +172,7 @@ def test_time_limit_is_a_failure_with_reason(tmp_path: Path) -> None:
     executor = SlurmExecutor()
     job_id = executor.submit([job])[job.name]
     poll = wait_until(executor, [job_id], finished, timeout_s=150)
-    state, reason, _ = sp.status_from_observation(poll.jobs[job_id], read_log_tail(job.log))
+    state, reason, _ = sp.status_from_observation(poll.jobs[job_id], tail(job.log))
     assert (state, reason) == (states.FAILED, states.REASON_TIMEOUT)
     elapsed = poll.jobs[job_id].elapsed_s
     assert elapsed is not None and elapsed >= 60

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from planfixtures import EXAMPLE_8L, REPO
+from tunegit import files
 from tunegit.core import status
 from tunegit.core.expand import expand
 from tunegit.spec.plan import Plan
@@ -103,10 +104,10 @@ def test_parse_tolerates_odd_step_values() -> None:
 
 def test_write_if_changed_is_atomic_and_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "f.yaml"
-    assert status.write_if_changed(path, "a\n") is True
+    assert files.write_if_changed(path, "a\n") is True
     mtime = path.stat().st_mtime_ns
-    assert status.write_if_changed(path, "a\n") is False
+    assert files.write_if_changed(path, "a\n") is False
     assert path.stat().st_mtime_ns == mtime
-    assert status.write_if_changed(path, "b\n") is True
+    assert files.write_if_changed(path, "b\n") is True
     assert path.read_text() == "b\n"
     assert [p.name for p in path.parent.iterdir()] == ["f.yaml"]  # no temp files left

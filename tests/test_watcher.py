@@ -39,6 +39,7 @@ from tunegit.loop.watcher import (
     select,
 )
 from tunegit.edges.workspace import STATUS_FILE, Workspace
+from tunegit.files import read_status, write_if_changed
 
 pytestmark = pytest.mark.usefixtures("git_env")
 
@@ -76,7 +77,7 @@ class ScriptedCycle:
         transitions, written = [], []
         for name in experiments:
             path = ws.experiment_dir(name) / STATUS_FILE
-            status = status_mod.read(path)
+            status = read_status(path)
             assert status is not None
             pending = [(r, k) for r, k, s in status.steps() if s.status == PENDING]
             if not pending:
@@ -84,7 +85,7 @@ class ScriptedCycle:
             run, key = pending[0]
             job = f"job-{len(self.calls)}"
             status = status.with_step(run, key, Step(SUBMITTED, job_id=job, last_updated=now))
-            status_mod.write_if_changed(path, status_mod.dump(status))
+            write_if_changed(path, status_mod.dump(status))
             transitions.append(Transition(name, run, key, PENDING, SUBMITTED, job))
             written.append(path)
         return CycleResult(tuple(transitions), tuple(written), 1, 0)

@@ -11,13 +11,14 @@ import argparse
 
 from tunegit.edges.analysis import analyse
 from tunegit.commands.common import out, workspace
-from tunegit.commands.run import describe, now_utc
+from tunegit.commands.run import describe
 from tunegit.errors import TunegitError
 from tunegit.executors import executor_factory
 from tunegit.executors.slurm import SchedulerError
 from tunegit.core.reconcile import cancelled
-from tunegit.core.status import dump, read, write_if_changed
+from tunegit.core.status import dump
 from tunegit.edges.workspace import STATUS_FILE
+from tunegit.files import read_status, utc_now, write_if_changed
 
 
 def main(args: argparse.Namespace) -> int:
@@ -25,14 +26,14 @@ def main(args: argparse.Namespace) -> int:
     plan_path = ws.resolve_experiment(args.experiment)
     name = plan_path.parent.name
     path = ws.experiment_dir(name) / STATUS_FILE
-    status = read(path)
+    status = read_status(path)
     if status is None:
         raise TunegitError(f"experiments/{name}/{STATUS_FILE} does not exist: nothing to cancel",
                            hint=f"`tunegit status {name}` shows where things stand")
     if args.run is not None and args.run not in status.runs:
         raise TunegitError(f"no run {args.run!r} in {name}",
                            hint="runs: " + ", ".join(status.runs))
-    status, transitions, job_ids = cancelled(status, name, now_utc(), args.run)
+    status, transitions, job_ids = cancelled(status, name, utc_now(), args.run)
     if job_ids:
         site = analyse(ws, plan_path, args.site).site
         try:

@@ -11,6 +11,7 @@ from tunegit.core import status as status_mod
 from tunegit.edges.analysis import Analysis, analyse
 from tunegit.commands.common import out, warn, workspace
 from tunegit.errors import PlanError, Problem, TunegitError
+from tunegit.files import read_status, write_if_changed
 from tunegit.render.plandoc import strip_timestamps
 from tunegit.edges.workspace import DESIGN_LOG, PLAN_FILE, PLAN_MD, STATUS_FILE, Workspace
 
@@ -43,7 +44,7 @@ def stale_files(a: Analysis, write: bool) -> list[Problem]:
     current = _read(md_path)
     if current != md:
         if write:
-            status_mod.write_if_changed(md_path, md)
+            write_if_changed(md_path, md)
             out(f"wrote {rel}/{PLAN_MD}")
         else:
             what = ("is missing" if current is None
@@ -56,7 +57,7 @@ def stale_files(a: Analysis, write: bool) -> list[Problem]:
         log = a.design_log(stamp)
         old = _read(log_path) or ""
         if strip_timestamps(old) != strip_timestamps(log):
-            status_mod.write_if_changed(log_path, log)
+            write_if_changed(log_path, log)
             out(f"wrote {rel}/{DESIGN_LOG}")
     return problems
 
@@ -72,7 +73,7 @@ def _status(a: Analysis, write: bool, fix: str) -> list[Problem]:
     path = a.loaded.directory / STATUS_FILE
     shown = f"{a.ws.rel(path)}"
     try:
-        current = status_mod.read(path)
+        current = read_status(path)
     except (status_mod.StatusFormatError, ValueError) as exc:
         return [Problem(shown, f"unreadable: {exc}", hint="restore it from git: "
                         f"`git checkout -- {shown}`")]
@@ -81,7 +82,7 @@ def _status(a: Analysis, write: bool, fix: str) -> list[Problem]:
     if current == wanted:
         return []
     if write:
-        status_mod.write_if_changed(path, status_mod.dump(wanted))
+        write_if_changed(path, status_mod.dump(wanted))
         out(f"wrote {shown}")
         return []
     what = "is missing" if current is None else "lacks runs or evaluations the plan now has"

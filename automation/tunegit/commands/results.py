@@ -8,8 +8,9 @@ from tunegit.core import results
 from tunegit.commands.common import out, workspace
 from tunegit.errors import TunegitError
 from tunegit.core.expand import expand
-from tunegit.core.status import read, write_if_changed
+from tunegit.files import read_status, write_if_changed
 from tunegit.edges.workspace import STATUS_FILE
+from tunegit.render.plots import plot_png
 
 
 def main(args: argparse.Namespace) -> int:
@@ -17,7 +18,7 @@ def main(args: argparse.Namespace) -> int:
     loaded = ws.load_plan(ws.resolve_experiment(args.experiment))
     exp = expand(loaded.plan)
     directory = loaded.directory
-    status = read(directory / STATUS_FILE)
+    status = read_status(directory / STATUS_FILE)
     if status is None:
         raise TunegitError(
             f"no {STATUS_FILE} for {loaded.plan.name}",
@@ -28,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
     write_if_changed(directory / "results.md", md)
     write_if_changed(directory / "results.csv", results.to_csv(scores))
     png = directory / "results.png"
-    plotted = results.plot_png(str(png), exp, scores, loaded.plan.name)
+    plotted = plot_png(str(png), exp, scores, loaded.plan.name)
     print(md if args.format == "markdown" else results.to_csv(scores), end="")
     rel = ws.rel(directory)
     out(

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 
 from tunegit.commands.common import out, workspace
-from tunegit.commands.run import describe, now_utc
+from tunegit.commands.run import describe
 from tunegit.errors import TunegitError
 from tunegit.core.reconcile import RetryError, retry
-from tunegit.core.status import dump, read, write_if_changed
+from tunegit.core.status import dump
 from tunegit.edges.workspace import STATUS_FILE
+from tunegit.files import read_status, utc_now, write_if_changed
 
 FINETUNE_KEYS = ("finetune", "ft")
 
@@ -24,13 +25,13 @@ def main(args: argparse.Namespace) -> int:
     ws = workspace(args)
     name = ws.resolve_experiment(args.experiment).parent.name
     path = ws.experiment_dir(name) / STATUS_FILE
-    status = read(path)
+    status = read_status(path)
     if status is None:
         raise TunegitError(f"experiments/{name}/{STATUS_FILE} does not exist: nothing ran yet",
                            hint=f"`tunegit run {name}` starts the experiment")
     key = None if args.key in (None, *FINETUNE_KEYS) else args.key
     try:
-        status, transitions = retry(status, name, args.run, key, now_utc())
+        status, transitions = retry(status, name, args.run, key, utc_now())
     except RetryError as exc:
         raise TunegitError(str(exc), hint=f"`tunegit status {name}` shows every step") from None
     write_if_changed(path, dump(status))

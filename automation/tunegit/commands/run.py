@@ -8,7 +8,6 @@ scheduler does not answer. Such a cycle changes nothing and is never a failure.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
 import time
@@ -22,16 +21,12 @@ from tunegit.executors.slurm import Backoff
 from tunegit.edges.gitinfo import head_commit
 from tunegit.core.records import Transition
 from tunegit.core.states import COMPLETED, SKIPPED, TERMINAL_STATES
-from tunegit.core.status import read
 from tunegit.edges.workspace import STATUS_FILE, Workspace
+from tunegit.files import read_status, utc_now
 
 LOCAL_POLL_S = 2.0
 IDLE_POLL_S = 30.0
 MAX_BACKOFF_S = 600.0
-
-
-def now_utc() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def describe(t: Transition) -> str:
@@ -52,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     backoff = _backoff(ws, name, args.site, args.poll)
     failures = 0  # consecutive cycles the scheduler did not answer
     while True:
-        result = cycle(ws, [name], now=now_utc(), plan_commit=head_commit(ws.root),
+        result = cycle(ws, [name], now=utc_now(), plan_commit=head_commit(ws.root),
                        executor_for=make, site_override=args.site)
         for err in result.errors:
             print(f"error: {err}", file=sys.stderr)
@@ -106,7 +101,7 @@ def _backoff(ws: Workspace, name: str, override: str | None, poll: float | None)
 
 
 def _summary(ws: Workspace, name: str) -> str:
-    status = read(ws.experiment_dir(name) / STATUS_FILE)
+    status = read_status(ws.experiment_dir(name) / STATUS_FILE)
     if status is None:
         return ""
     counts = status.counts()
@@ -114,7 +109,7 @@ def _summary(ws: Workspace, name: str) -> str:
 
 
 def _finish(ws: Workspace, name: str) -> int:
-    status = read(ws.experiment_dir(name) / STATUS_FILE)
+    status = read_status(ws.experiment_dir(name) / STATUS_FILE)
     assert status is not None
     bad = [(r, k, s) for r, k, s in status.steps()
            if s.status in TERMINAL_STATES and s.status not in (COMPLETED, SKIPPED)]

@@ -17,7 +17,7 @@ from tunegit.edges.scaffold import (
     render_files,
     scaffold_log,
 )
-from tunegit.core.status import write_if_changed
+from tunegit.files import write_if_changed
 
 
 def main(args: argparse.Namespace) -> int:

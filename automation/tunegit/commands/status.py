@@ -11,6 +11,7 @@ from typing import Any
 from tunegit.core import status as status_mod
 from tunegit.commands.common import workspace
 from tunegit.errors import TunegitError
+from tunegit.files import read_status
 from tunegit.core.states import RUNNING, SUBMITTED
 from tunegit.core.status import StatusFile, Step
 from tunegit.edges.workspace import STATUS_FILE, Workspace
@@ -75,7 +76,7 @@ def render(name: str, status: StatusFile, now: dt.datetime) -> str:
 def _one(ws: Workspace, name: str, now: dt.datetime) -> str:
     path = ws.experiment_dir(name) / STATUS_FILE
     try:
-        status = status_mod.read(path)
+        status = read_status(path)
     except (status_mod.StatusFormatError, ValueError) as exc:
         raise TunegitError(f"{ws.rel(path)}: unreadable: {exc}",
                            hint=f"restore it from git: `git checkout -- {ws.rel(path)}`") from exc

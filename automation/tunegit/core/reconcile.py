@@ -19,10 +19,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from tunegit.executors.base import Poll
-from tunegit.executors.slurm_parse import status_from_observation
 from tunegit.core.expand import Expansion
 from tunegit.core.jobplan import FINETUNE_STAGE, job_name
+from tunegit.core.observe import Poll, status_from_observation
 from tunegit.core.records import Transition
 from tunegit.core.states import (
     BLOCKED,

@@ -3,16 +3,14 @@
 Seed 001's template (run -> finetune + evaluations, each with status, job_id,
 output, last_updated) plus what makes it an audit record and a source of priors.
 One serializer with a fixed key order: unchanged state makes no diff, and
-``last_updated`` moves only when a state moves.
+``last_updated`` moves only when a state moves. Pure: text in, text out; the file
+itself is read and written by ``tunegit.files`` (read_status, write_if_changed).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -212,27 +210,3 @@ def _step(data: Any) -> Step:
     if known.get("job_id") is not None:
         known["job_id"] = str(known["job_id"])
     return Step(**known)
-
-
-def read(path: Path) -> StatusFile | None:
-    if not path.is_file():
-        return None
-    return parse(path.read_text(encoding="utf-8"))
-
-
-def write_if_changed(path: Path, text: str) -> bool:
-    """Atomic replace (temp file + os.replace), only when the bytes change."""
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True

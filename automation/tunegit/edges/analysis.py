@@ -13,7 +13,8 @@ from tunegit.render.plandoc import render_design_log, render_plan_md
 from tunegit.spec.site import Site
 from tunegit.tools import EVALUATION, PREPARATION
 from tunegit.core.validate import check_plan, check_structure
-from tunegit.edges.verify import Verification, verify
+from tunegit.core.checks import Verification
+from tunegit.edges.verify import verify
 from tunegit.edges.workspace import LoadedPlan, Workspace
 
 

@@ -21,19 +21,9 @@ from tunegit.core.logparse import parse_training_log
 from tunegit.core.records import Transition
 from tunegit.core.states import COMPLETED, FAILED, REASON_EVAL_STATUS
 from tunegit.core.status import StatusFile
+from tunegit.files import tail
 from tunegit.tools import RenderContext, get_evaluation
 from tunegit.tools.torchtune import epoch_dirs, output_dir
-
-
-def tail(path: Path, limit: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - limit))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 def dir_gib(path: Path) -> float:

@@ -30,6 +30,7 @@ from tunegit.core.expand import Run
 from tunegit.spec.loader import Located
 from tunegit.core.states import PENDING, SKIPPED
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
+from tunegit.files import read_status
 
 MARKER = "<!-- tunegit-plan-diff -->"
 RUN_FIELDS = tuple(f.name for f in dataclasses.fields(Run) if f.name != "name")
@@ -333,7 +334,7 @@ def snapshot(ws: Workspace, name: str) -> Snapshot:
     plan = ws.experiment_dir(name) / PLAN_FILE
     a = analyse(ws, plan)
     exp, est = a.expansion, a.estimate
-    status = status_mod.read(plan.parent / STATUS_FILE)
+    status = read_status(plan.parent / STATUS_FILE)
     return Snapshot(
         name, f"experiments/{name}/{PLAN_FILE}", {r.name: r for r in exp.runs},
         frozenset(f"{e.run}/{e.key}" for e in exp.evaluations),

@@ -21,7 +21,8 @@ from pathlib import Path
 import tunegit
 from tunegit.edges.analysis import Analysis
 from tunegit.core.expand import Evaluation, Run
-from tunegit.core.status import StatusFile, write_if_changed
+from tunegit.core.status import StatusFile
+from tunegit.files import write_if_changed
 from tunegit.tools import RenderContext, get_evaluation, get_preparation
 
 CREATE, IDENTICAL, UPDATE, CONFLICT = "create", "identical", "update", "conflict"

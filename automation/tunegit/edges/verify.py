@@ -7,55 +7,17 @@ machine (a CI runner cannot see the cluster's scratch), the check says
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+from tunegit.core.checks import NOT_VERIFIABLE, Check, DatasetInfo, Verification
 from tunegit.errors import Problem
 from tunegit.core.expand import Expansion
 from tunegit.spec.loader import Located
 from tunegit.spec.plan import Plan
 from tunegit.spec.site import Site
 from tunegit.edges.workspace import Workspace
-
-NOT_VERIFIABLE = "not verifiable here"
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    action: str  # VERIFY_MODEL, VERIFY_DATASET, VERIFY_EVAL_SCRIPT
-    subject: str
-    command: str
-    result: str
-    ok: bool | None  # None: not verifiable here
-    explanation: str
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    path: str  # as written in the plan
-    resolved: str
-    size_bytes: int
-    splits: tuple[tuple[str, int], ...]
-    mean_chars: float  # mean characters of input + output per example
-    max_chars: float = 0.0  # the longest example's input + output (0: not measured)
-
-    def count(self, split: str) -> int | None:
-        return dict(self.splits).get(split)
-
-    @property
-    def longest_chars(self) -> float:
-        return max(self.max_chars, self.mean_chars)
-
-
-@dataclasses.dataclass(frozen=True)
-class Verification:
-    checks: tuple[Check, ...]
-    datasets: dict[str, DatasetInfo]
-    errors: tuple[Problem, ...]
-    warnings: tuple[Problem, ...]
-
 
 def read_dataset(path: Path, shown: str) -> DatasetInfo:
     """Split sizes of a tunegit dataset file ({split: [{input, output}, ...]})."""

@@ -8,42 +8,14 @@ for "could not tell this cycle", never a guessed failure.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from tunegit.core.jobplan import JobPlan, Resources
+from tunegit.core.observe import JobObservation, Poll
 
 __all__ = ["Executor", "JobObservation", "JobPlan", "Poll", "Resources", "SubmitError"]
-
-
-@dataclasses.dataclass(frozen=True)
-class JobObservation:
-    """What the scheduler says about one job this cycle (states from ``tunegit.core.states``)."""
-
-    job_id: str
-    state: str
-    reason: str = ""
-    exit_code: int | None = None
-    elapsed_s: float | None = None
-    start: str | None = None  # ISO-8601 UTC
-    end: str | None = None
-    name: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Poll:
-    """One cycle's answer: jobs by id, and ids of known jobs by name (for crash recovery).
-
-    ``ok`` is False when the scheduler could not be asked this cycle; then
-    nothing in it may be read as a failure.
-    """
-
-    jobs: Mapping[str, JobObservation]
-    names: Mapping[str, str]
-    ok: bool = True
-    error: str = ""
 
 
 class Executor(Protocol):

@@ -22,6 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from tunegit.executors.base import JobObservation, JobPlan, Poll
+from tunegit.files import utc_now
 from tunegit.core.states import (
     JOB_CANCELLED,
     JOB_COMPLETED,
@@ -38,10 +39,6 @@ WRAPPER = (
     'date -u +%Y-%m-%dT%H:%M:%SZ > "$1/ended"; '
     'echo $rc > "$1/rc.tmp" && mv "$1/rc.tmp" "$1/rc"; exit $rc'
 )
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _read(path: Path) -> str | None:
@@ -171,7 +168,7 @@ class LocalExecutor:
             pid_text = _read(state / "pid")
             if not pid_text or (state / "rc").exists():
                 continue
-            (state / "cancelled").write_text(_now() + "\n", encoding="utf-8")
+            (state / "cancelled").write_text(utc_now() + "\n", encoding="utf-8")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(pid_text), signal.SIGTERM)
 

@@ -23,10 +23,8 @@ Names and ids, and finding jobs again after a crash:
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import subprocess
-import tempfile
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import tzinfo
 from pathlib import Path
@@ -35,9 +33,9 @@ from typing import Protocol
 from tunegit.core import states
 from tunegit.executors import slurm_parse as sp
 from tunegit.executors.base import JobObservation, JobPlan, Poll, Resources, SubmitError
+from tunegit.files import write_if_changed
 
 COMMAND_TIMEOUT_S = 60.0
-LOG_TAIL_BYTES = 64 * 1024
 VANISHED_TASK = "ArrayTaskVanished"
 
 
@@ -123,7 +121,7 @@ class SlurmExecutor:
         if len(group) == 1:
             return {group[0].name: self._sbatch(group[0].name, sp.sbatch_argv(group[0]))}
         plan = sp.plan_array(group)
-        write_atomic(plan.wrapper, sp.render_array_wrapper(plan))
+        write_if_changed(plan.wrapper, sp.render_array_wrapper(plan))
         array_id = self._sbatch(plan.name, sp.sbatch_array_argv(plan), recover=False)
         return {job.name: f"{array_id}_{index}" for index, job in enumerate(group)}
 
@@ -295,31 +293,6 @@ def vanished_tasks(
         if sep and array_id in arrays:
             found[job_id] = JobObservation(job_id, states.JOB_CANCELLED, reason=VANISHED_TASK)
     return found
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write only when the bytes change, through a temp file and os.replace."""
-    if path.exists() and path.read_text() == text:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_log_tail(path: Path, max_bytes: int = LOG_TAIL_BYTES) -> str | None:
-    """The end of a job's output, for ``status_from_observation``; None if unreadable."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(max(0, path.stat().st_size - max_bytes))
-            return handle.read().decode(errors="replace")
-    except OSError:
-        return None
 
 
 @dataclasses.dataclass(frozen=True)

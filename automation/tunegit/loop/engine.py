@@ -17,6 +17,7 @@ from tunegit.edges.crashpoints import crashpoint
 from tunegit.errors import PlanError, TunegitError
 from tunegit.core.jobplan import JobPlan, log_path
 from tunegit.executors.base import Executor, Poll, SubmitError
+from tunegit.files import read_status, tail, write_if_changed
 from tunegit.core.reconcile import Submission, decide, live_job_ids, wanted_names
 from tunegit.core.records import CycleResult, Transition
 from tunegit.edges.scaffold import (
@@ -39,7 +40,7 @@ from tunegit.core.states import (
     REASON_SUBMIT_FAILED,
     SUBMITTED,
 )
-from tunegit.core.status import StatusFile, dump, initial, read, sync, write_if_changed
+from tunegit.core.status import StatusFile, dump, initial, sync
 from tunegit.tools import RenderContext, get_evaluation, get_preparation
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 
@@ -148,7 +149,7 @@ def prepare(ws: Workspace, name: str, *, plan_commit: str | None, executor_for: 
     """Analyse, render the run files, read the status: everything before the poll."""
     a = analyse(ws, ws.experiment_dir(name) / PLAN_FILE, site_override)
     executor = executor_for(a.site)
-    before = read(ws.experiment_dir(name) / STATUS_FILE)
+    before = read_status(ws.experiment_dir(name) / STATUS_FILE)
     status = initial(a.expansion, name) if before is None else sync(before, a.expansion, name)
     ctx = render_context(a, status)
     files = render_files(ctx, a.expansion.runs, a.expansion.evaluations, plan_commit)
@@ -193,7 +194,7 @@ def _failed_logs(status: StatusFile, poll: Poll) -> dict[str, str]:
         obs = poll.jobs.get(step.job_id or "")
         if (step.status in LIVE_STATES and obs is not None and step.log
                 and obs.state not in (JOB_PENDING, JOB_RUNNING, JOB_COMPLETED)):
-            out[obs.job_id] = harvest.tail(Path(step.log), LOG_TAIL)
+            out[obs.job_id] = tail(Path(step.log), LOG_TAIL)
     return out
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import fcntl
 import json
 import threading
@@ -43,6 +42,7 @@ from tunegit.edges.gitstore import GitStore, GitStoreError, PushResult, status_m
 from tunegit.core.records import CycleResult
 from tunegit.core.states import LIVE_STATES, PENDING
 from tunegit.edges.workspace import STATUS_FILE, Workspace
+from tunegit.files import read_status, utc_now, write_if_changed
 
 STATE_FILE = "tunegit-state.json"
 LOCK_FILE = "tunegit.lock"
@@ -77,7 +77,7 @@ class WatchState:
 
     def save(self, path: Path) -> None:
         text = json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
-        status_mod.write_if_changed(path, text)
+        write_if_changed(path, text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,11 +106,6 @@ class CycleReport:
             text += f"; push failed after {self.push.attempts} attempt(s), kept local: " \
                     f"{self.push.error}"
         return head + text
-
-
-def utc_now() -> str:
-    now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 (Python 3.10)
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- pure: which experiments ------------------------------------------------------------------
@@ -149,7 +144,7 @@ def locked(git_dir: Path) -> Iterator[bool]:
 
 def _status_of(ws: Workspace, name: str) -> status_mod.StatusFile | None:
     try:
-        return status_mod.read(ws.experiment_dir(name) / STATUS_FILE)
+        return read_status(ws.experiment_dir(name) / STATUS_FILE)
     except (status_mod.StatusFormatError, ValueError):
         return None
 

@@ -12,7 +12,7 @@ from tunegit.core.expand import FACTOR_LABELS, Expansion, default_run_name, form
 from tunegit.spec.plan import Plan
 from tunegit.spec.site import Site
 from tunegit.render.templating import environment
-from tunegit.edges.verify import Check, DatasetInfo
+from tunegit.core.checks import Check, DatasetInfo
 
 TREE_LIMIT = 12
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})$")
@@ -198,7 +198,7 @@ def _compute(est: PlanEstimate, exp: Expansion) -> dict[str, Any]:
         names = [r.name for r in exp.runs if r.model == model]
         ests = [est.run(n) for n in names]
         trained = [e for e in ests if not e.is_control]
-        runs = [exp.run(e.name) for e in trained]
+        runs = [e.run for e in trained]
         if trained:
             first, run0 = trained[0], runs[0]
             total = sum((e.train_minutes for e in trained), Span.exact(0))

@@ -1,0 +1,302 @@
+"""Estimates of time, GPU-hours, batch size and disk, with provenance and ranges (pure).
+
+Seed 001's formulas, as pure functions:
+- training, from the repository's history when it has priors on the same kind of device
+  (CPU or GPU; same model and GPU first, other models scaled by SPEED_POINTS): training
+  tokens (padded: see Shape) / tokens per second, where seconds per step = a + b x tokens
+  per step is fitted on the priors' steady speeds, plus startup and per-epoch checkpoint
+  saves fitted on their measured wall times; every estimate names its prior runs and its
+  range is the model's own error on them. Else the seed's fallback table, scaled by
+  model size, dataset size and device (marked preliminary);
+- evaluation: test samples / batch / (training it/s x 2.5) + 1 minute overhead;
+- batch size: (GPU memory / peak memory per batch) x 0.7, / packing density x 0.6;
+- disk: runs x epochs x checkpoint size + 10 MB per evaluation + 15%.
+
+Here the assembly (estimate_run, estimate_plan, scenarios) and its records; the parts:
+``formulas`` (the seed's formulas and tables), ``fit`` (the time model fitted on priors),
+``choice`` (which priors, once per run shape). Their public names are importable from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+from tunegit.core.checks import DatasetInfo
+from tunegit.core.estimate.choice import PriorChooser, nearest_priors
+from tunegit.core.estimate.fit import (
+    Fit,
+    Point,
+    Shape,
+    fit_history,
+    history_minutes,
+    overhead_model,
+    shape_of,
+    step_model,
+)
+from tunegit.core.estimate.formulas import (
+    CHECKPOINT_GIB,
+    CPU_SLOWDOWN,
+    EPOCH_MINUTES,
+    EVAL_MINUTES,
+    FALLBACK_EXAMPLES,
+    MEMORY_POINTS,
+    PACKED_SAFETY,
+    SAFETY,
+    SAVE_S_PER_GIB,
+    SPEED_POINTS,
+    STARTUP_MIN,
+    ZERO,
+    Span,
+    disk_gib,
+    eval_minutes,
+    example_tokens,
+    interp,
+    max_batch_size,
+    packed_memory,
+    packing_density,
+    recommended_batch_size,
+    size_ratio,
+    steps_per_epoch,
+    table_value,
+    training_minutes,
+)
+from tunegit.core.expand import Evaluation, Expansion, Run
+from tunegit.core.priors import PriorRun
+from tunegit.spec import models
+from tunegit.spec.site import Site
+
+__all__ = [
+    "MEMORY_POINTS", "SPEED_POINTS", "Fit", "PlanEstimate", "Point", "PriorChooser",
+    "RunEstimate", "Scenario", "Shape", "Span", "device_of", "disk_gib", "estimate_plan",
+    "estimate_run", "eval_minutes", "example_tokens", "fit_history", "history_minutes",
+    "max_batch_size", "nearest_priors", "overhead_model", "packed_memory", "packing_density",
+    "recommended_batch_size", "scenarios", "shape_of", "size_ratio", "step_model",
+    "steps_per_epoch", "training_minutes",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunEstimate:
+    run: Run
+    train_minutes: Span
+    eval_minutes: Span
+    evaluations: int
+    gpu_hours: float
+    disk_gib: float
+    checkpoint_gib: float
+    max_batch_size: float | None
+    it_per_s: float | None
+    steps_per_epoch: int | None
+    source: str
+    preliminary: bool
+    calculations: tuple[str, ...]
+    device: str = "gpu"  # "cpu": the gpu_hours figures are CPU-hours
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+    @property
+    def is_control(self) -> bool:
+        return self.run.is_control
+
+    @property
+    def batch_size(self) -> int:
+        return self.run.batch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    gpus: int
+    train_minutes: float
+    eval_minutes: float
+
+    @property
+    def total_minutes(self) -> float:
+        return self.train_minutes + self.eval_minutes
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanEstimate:
+    runs: tuple[RunEstimate, ...]
+    train_minutes: Span
+    eval_minutes: Span
+    gpu_hours: float
+    train_gpu_hours: float
+    eval_gpu_hours: float
+    disk_gib: float
+    checkpoint_disk_gib: float
+    eval_disk_gib: float
+    scenarios: tuple[Scenario, ...]
+    preliminary: bool
+    device: str = "gpu"  # "cpu": the gpu_hours figures are CPU-hours
+
+    def run(self, name: str) -> RunEstimate:
+        return self._by_name[name]
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, RunEstimate]:
+        return {r.name: r for r in reversed(self.runs)}
+
+
+def device_of(site: Site) -> str:
+    return "cpu" if site.gpu.type == "cpu" or site.device == "cpu" else "gpu"
+
+
+def estimate_run(run: Run, evals: Sequence[Evaluation], site: Site, priors: Sequence[PriorRun],
+                 datasets: dict[str, DatasetInfo], chooser: PriorChooser | None = None,
+                 ) -> RunEstimate:
+    """One run's estimate; ``chooser`` (estimate_plan's) shares choices across a plan's runs."""
+    calc: list[str] = []
+    info = datasets.get(run.dataset)
+    params = models.params_billions(run.model)
+    device = device_of(site)
+    chooser = chooser or PriorChooser(priors, site.gpu.type, device, fit_history)
+    chosen = chooser.nearest(run)
+    ckpt = _checkpoint_gib(run, chosen)
+    train, it_s, steps, source, prelim = _train_time(run, info, chooser, device, ckpt, calc)
+    if run.is_control:
+        train, steps = ZERO, None
+    ev_total = ZERO
+    for ev in evals:
+        ev_total = ev_total + _eval_time(run, ev, datasets, it_s, params)
+    epochs_saved = 0 if run.is_control else run.epochs
+    total_disk, _, _ = disk_gib([(1, epochs_saved, ckpt)], len(evals))
+    max_bs, memory_note = _max_batch(run, site, chooser.memory_prior(run), info, calc)
+    gpu_h = (train.value + ev_total.value) * run.gpus / 60.0
+    unit = "CPU" if device == "cpu" else "GPU"
+    calc.append(f"{unit} hours: ({train.value:.1f} + {ev_total.value:.1f}) min x {run.gpus} "
+                f"{unit} / 60 = {gpu_h:.2f}")
+    source = "base model: evaluation only" if run.is_control else source + memory_note
+    return RunEstimate(run, train, ev_total, len(evals), gpu_h, total_disk, ckpt, max_bs, it_s,
+                       steps, source, prelim and not run.is_control, tuple(calc), device)
+
+
+def _train_time(run: Run, info: DatasetInfo | None, chooser: PriorChooser, device: str,
+                ckpt_gib: float, calc: list[str],
+                ) -> tuple[Span, float | None, int | None, str, bool]:
+    shape = shape_of(run, info, device) if info else None
+    chosen = chooser.nearest(run)
+    if chosen and shape:
+        fit = chooser.fit(run, shape)
+        if fit:
+            # Tiers never mix: chosen is all one model, or all others (scaled).
+            scaled = chosen[0].model != run.model
+            span, it_s, text = history_minutes(shape, fit, scaled)
+            src = chooser.sources(run)
+            calc.append(f"{run.name}: {text} (from {src})")
+            return span, it_s, shape.steps_per_epoch, src, False
+    return _fallback(run, shape, device, ckpt_gib, calc)
+
+
+def _fallback(run: Run, shape: Shape | None, device: str, ckpt_gib: float, calc: list[str],
+              ) -> tuple[Span, float | None, int | None, str, bool]:
+    """Seed 001's table (1B: 30-60 min per epoch of ~8,000 examples on a GPU), scaled by model
+    size (SPEED_POINTS), by the dataset's examples, and x20 on a CPU; plus model loading and
+    checkpoint saves (~14 s per GiB, the real 1B log's 33 s)."""
+    size = interp(SPEED_POINTS, models.params_billions(run.model) or 1.24)
+    data = shape.samples / FALLBACK_EXAMPLES if shape else 1.0
+    k = size * data * (CPU_SLOWDOWN if device == "cpu" else 1.0)
+    low, high = EPOCH_MINUTES[0][1]
+    fixed = STARTUP_MIN + run.epochs * ckpt_gib * SAVE_S_PER_GIB / 60.0
+    span = Span((low + high) / 2 * k * run.epochs + fixed, low * k * run.epochs + fixed,
+                high * k * run.epochs + fixed)
+    calc.append(f"{run.name}: no prior run of {run.model} on this kind of device: fallback table "
+                f"{low}-{high} min/epoch (1B, {FALLBACK_EXAMPLES} examples, GPU) x {size:.3g} "
+                f"for model size x {data:.3g} for dataset size"
+                + (f" x {CPU_SLOWDOWN} on CPU" if device == "cpu" else "")
+                + f" x {run.epochs} epochs + {fixed:.2f} min loading and saves "
+                f"= {span.value:.2f} min (preliminary)")
+    return (span, None, shape.steps_per_epoch if shape else None,
+            "fallback table (preliminary)", True)
+
+
+def _eval_time(run: Run, ev: Evaluation, datasets: dict[str, DatasetInfo], it_s: float | None,
+               params: float | None) -> Span:
+    info = datasets.get(ev.dataset)
+    n = info.count(ev.split) if info else None
+    if it_s and n:
+        m = eval_minutes(n, run.batch_size, it_s)
+        return Span(m, m * 0.8, m * 1.5)
+    low, high = table_value(EVAL_MINUTES, params)
+    return Span((low + high) / 2, low, high)
+
+
+def _checkpoint_gib(run: Run, chosen: list[PriorRun]) -> float:
+    same = next((p.checkpoint_gib for p in chosen if p.model == run.model and p.checkpoint_gib),
+                None)
+    if same:
+        return float(same)
+    info = models.lookup(run.model)
+    if info:
+        return info.checkpoint_gib
+    return float(table_value(CHECKPOINT_GIB, models.params_billions(run.model)))
+
+
+def _max_batch(run: Run, site: Site, prior: PriorRun | None, info: DatasetInfo | None,
+               calc: list[str]) -> tuple[float | None, str]:
+    """The batch-size ceiling from a prior's memory; the training peak is preferred.
+
+    A post-init figure ("GPU peak memory" printed after model init) under-reports the
+    training peak (the real 1B log: 2.35 GiB after init, 18.78 GiB in training), so a ceiling
+    drawn from it is said to be optimistic, in the calculation and in the source.
+    """
+    if site.gpu.type == "cpu" or not site.gpu.memory_gib or prior is None:
+        return None, ""
+    assert prior.peak_memory_gib and prior.batch_size
+    per_batch = prior.peak_memory_gib / prior.batch_size * size_ratio(MEMORY_POINTS, run.model,
+                                                                        prior.model)
+    density = None
+    if run.packed and prior.packed is False and info:
+        density = packing_density(info.mean_chars, run.system_prompt, run.max_seq_len)
+    result = max_batch_size(site.gpu.memory_gib, per_batch, density)
+    kind = prior.peak_memory_kind or "unknown kind of"
+    post = kind == "post-init"
+    note = (" (only a post-init figure: it under-reports the training peak, so this maximum "
+            "is optimistic)" if post else "")
+    calc.append(f"{run.name}: max batch = {site.gpu.memory_gib} GiB / {per_batch:.2f} GiB per "
+                f"sample x {SAFETY}"
+                + (f" / density {density:.1f} x {PACKED_SAFETY}" if density else "")
+                + f" = {result:.1f} (from the {kind} peak of {prior.source}{note})")
+    return result, ("; max batch from a post-init memory figure, which under-reports the "
+                    "training peak" if post else "")
+
+
+def estimate_plan(exp: Expansion, site: Site, priors: Sequence[PriorRun],
+                  datasets: dict[str, DatasetInfo]) -> PlanEstimate:
+    # fit_history is looked up here, once per plan, so the time model is this module's.
+    chooser = PriorChooser(priors, site.gpu.type, device_of(site), fit_history)
+    runs = tuple(estimate_run(r, exp.evaluations_of(r.name), site, priors, datasets, chooser)
+                 for r in exp.runs)
+    train = sum((r.train_minutes for r in runs), ZERO)
+    evals = sum((r.eval_minutes for r in runs), ZERO)
+    ckpt = [(1, 0 if r.is_control else r.run.epochs, r.checkpoint_gib) for r in runs]
+    total_disk, ckpt_disk, log_disk = disk_gib(ckpt, len(exp.evaluations))
+    train_gh = sum(r.train_minutes.value * r.run.gpus for r in runs) / 60
+    eval_gh = sum(r.eval_minutes.value * r.run.gpus for r in runs) / 60
+    return PlanEstimate(runs, train, evals, train_gh + eval_gh, train_gh, eval_gh, total_disk,
+                        ckpt_disk, log_disk, scenarios(runs, site.gpu.count),
+                        any(r.preliminary for r in runs), device_of(site))
+
+
+def scenarios(runs: Sequence[RunEstimate], site_gpus: int) -> tuple[Scenario, ...]:
+    trains = sorted((r.train_minutes.value for r in runs if not r.is_control), reverse=True)
+    evals = [r.eval_minutes.value / max(r.evaluations, 1)
+             for r in runs for _ in range(r.evaluations)]
+    n = max(len(trains), len(evals), 1)
+    parallel = Scenario("Fully parallel", n, max(trains, default=0.0), max(evals, default=0.0))
+    sequential = Scenario("Sequential", 1, sum(trains), sum(evals))
+    m = max(1, min(site_gpus, n))
+    mixed = Scenario("Mixed", m, _batched(trains, m), _batched(sorted(evals, reverse=True), m))
+    return parallel, sequential, mixed
+
+
+def _batched(durations: Sequence[float], gpus: int) -> float:
+    """Longest-first list scheduling on `gpus` identical GPUs: the makespan."""
+    lanes = [0.0] * gpus
+    for d in sorted(durations, reverse=True):
+        lanes[lanes.index(min(lanes))] += d
+    return max(lanes, default=0.0)

@@ -1,0 +1,170 @@
+"""SLURM command lines (argv, no shell) and job-array wrappers: what tunegit sends (pure).
+
+``SQUEUE_FORMAT`` and ``SACCT_FORMAT`` fix the fields that ``slurm_parse.output`` reads back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shlex
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePath
+
+from tunegit.core.jobplan import JobPlan, header_options, job_options, sbatch_options
+
+SQUEUE_FIELDS = (
+    "JobArrayID", "JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "exit_code",
+    "StartTime", "EndTime", "TimeUsed", "Dependency", "Command", "Name",
+)  # fmt: skip
+SQUEUE_FORMAT = ",".join(f"{field}:|" for field in SQUEUE_FIELDS)
+SACCT_FIELDS = (
+    "JobID", "JobIDRaw", "JobName", "State", "ExitCode", "Elapsed", "Start", "End", "Reason",
+)  # fmt: skip
+SACCT_FORMAT = ",".join(SACCT_FIELDS)
+REGISTRY_MARKER = "# tunegit-tasks: "
+ARRAY_DIR = ".tunegit"
+
+# ---------------------------------------------------------------- command lines
+
+
+def squeue_argv() -> list[str]:
+    """One query for every job of the calling user, finished ones included (-t all)."""
+    return ["squeue", "--me", "-h", "-t", "all", "-O", SQUEUE_FORMAT]
+
+
+def sacct_argv(job_ids: Iterable[str]) -> list[str]:
+    return ["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", SACCT_FORMAT]
+
+
+def scancel_argv(job_ids: Iterable[str]) -> list[str]:
+    return ["scancel", *job_ids]
+
+
+def dependency_flags(after_ids: Sequence[str]) -> list[str]:
+    """afterok on every parent; a failed parent cancels the job instead of leaving it pending."""
+    if not after_ids:
+        return []
+    return [f"--dependency=afterok:{':'.join(after_ids)}", "--kill-on-invalid-dep=yes"]
+
+
+def sbatch_argv(job: JobPlan, after_ids: Sequence[str] = ()) -> list[str]:
+    """The sbatch command line (argv, no shell) for one job; ``after_ids`` are SLURM ids.
+
+    Name, output, directory and resources are in the script's own #SBATCH header,
+    rendered from the same JobPlan (``check_header`` makes sure): none is repeated here.
+    """
+    return ["sbatch", "--parsable", *dependency_flags(after_ids), str(job.script)]
+
+
+def check_header(job: JobPlan, script_text: str) -> str:
+    """'' when the script's #SBATCH header says what the JobPlan says; else what differs."""
+    want, have = job_options(job), sorted(header_options(script_text))
+    if want == have:
+        return ""
+    missing = [o for o in want if o not in have]
+    extra = [o for o in have if o not in want]
+    return ("its #SBATCH header does not match the job's plan"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; not planned {', '.join(extra)}" if extra else ""))
+
+
+# ---------------------------------------------------------------- job arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayPlan:
+    """Several jobs with equal resources run as one SLURM job array through a wrapper."""
+
+    name: str  # the SLURM job name of the array
+    wrapper: Path  # the generated script, the registry of task names is inside it
+    output: Path  # SLURM's own per-task output (%a = task index); each task also writes job.log
+    tasks: tuple[JobPlan, ...]
+
+
+def array_name(names: Sequence[str]) -> str:
+    """Deterministic: the tasks' common dotted prefix, then a hash of all their names."""
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:10]
+    prefix = _common_prefix(names)
+    return f"{prefix}array-{digest}"
+
+
+def _common_prefix(names: Sequence[str]) -> str:
+    common = names[0]
+    for name in names[1:]:
+        while not name.startswith(common):
+            common = common[:-1]
+    cut = max(common.rfind("."), common.rfind("_"))
+    return common[: cut + 1]
+
+
+def plan_array(jobs: Sequence[JobPlan]) -> ArrayPlan:
+    """Where the wrapper goes: ``<common parent of the workdirs>/.tunegit/<array name>.sh``."""
+    name = array_name([job.name for job in jobs])
+    parent = _common_parent([job.workdir.parent for job in jobs])
+    folder = parent / ARRAY_DIR
+    return ArrayPlan(name, folder / f"{name}.sh", folder / f"{name}-%a.out", tuple(jobs))
+
+
+def _common_parent(paths: Sequence[Path]) -> Path:
+    parts = [path.parts for path in paths]
+    common: list[str] = []
+    for column in zip(*parts, strict=False):
+        if len(set(column)) != 1:
+            break
+        common.append(column[0])
+    return Path(*common) if common else Path(".")
+
+
+def render_array_wrapper(plan: ArrayPlan) -> str:
+    """The array's batch script: task N goes to job N's workdir and runs its script there.
+
+    The second line is the registry (JSON list of task names in task order), which
+    is how a name is found again from the array id after a restart.
+    """
+    names = [job.name for job in plan.tasks]
+    lines = [
+        "#!/bin/bash",
+        f"{REGISTRY_MARKER}{json.dumps(names)}",
+        f"# generated by tunegit for the job array {plan.name}; do not edit",
+        *(f"#SBATCH {option}" for option in array_options(plan)),
+        "set -euo pipefail",
+        'case "${SLURM_ARRAY_TASK_ID:?not a job array task}" in',
+    ]
+    for index, job in enumerate(plan.tasks):
+        workdir, script, log = (shlex.quote(str(p)) for p in (job.workdir, job.script, job.log))
+        lines.append(f"  {index}) cd -- {workdir} && exec bash -- {script} > {log} 2>&1 ;;")
+    lines += [
+        '  *) echo "tunegit: no task ${SLURM_ARRAY_TASK_ID} in this array" >&2; exit 2 ;;',
+        "esac",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_array_registry(wrapper_text: str) -> list[str]:
+    """Task names in task order, from a wrapper written by ``render_array_wrapper``."""
+    for line in wrapper_text.splitlines()[:5]:
+        if line.startswith(REGISTRY_MARKER):
+            names = json.loads(line[len(REGISTRY_MARKER) :])
+            if isinstance(names, list) and all(isinstance(n, str) for n in names):
+                return names
+    return []
+
+
+def is_array_wrapper(command: str) -> bool:
+    path = PurePath(command)
+    return path.parent.name == ARRAY_DIR and path.suffix == ".sh"
+
+
+def array_options(plan: ArrayPlan) -> list[str]:
+    """The wrapper's #SBATCH header: the tasks' shared resources, one task per job."""
+    first = plan.tasks[0]
+    return sbatch_options(name=plan.name, chdir=first.workdir, output=plan.output,
+                          resources=first.resources, array=f"0-{len(plan.tasks) - 1}")
+
+
+def sbatch_array_argv(plan: ArrayPlan) -> list[str]:
+    return ["sbatch", "--parsable", str(plan.wrapper)]
+

@@ -1,0 +1,64 @@
+"""The filesystem and the clock, once: the atomic writer, the status reader, the log-tail
+reader and UTC now. Everything outside the pure core that writes a file or reads the time
+calls these, so each rule below is stated and kept in one place.
+
+- A file is written only when its bytes change (an unchanged pass makes no diff), through a
+  temporary file in the same directory and os.replace, so a crash leaves the old file or the
+  new one, never half of one.
+- A log is read from its end, at most ``limit`` bytes, undecodable bytes replaced; a log that
+  cannot be read reads as "".
+- Times are UTC, to the second, ISO-8601 with a ``Z``: the format of runs_status.yaml.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from pathlib import Path
+
+from tunegit.core.status import StatusFile, parse
+
+TAIL_BYTES = 64 * 1024  # enough for a job's last traceback
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Atomic replace (temp file + os.replace), only when the bytes change; True if written."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def read_status(path: Path) -> StatusFile | None:
+    """A runs_status.yaml, parsed; None when there is none (StatusFormatError when malformed)."""
+    if not path.is_file():
+        return None
+    return parse(path.read_text(encoding="utf-8"))
+
+
+def tail(path: Path, limit: int = TAIL_BYTES) -> str:
+    """The last ``limit`` bytes of a file as text; "" when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def utc_now() -> str:
+    """Now, in UTC, to the second: ``2026-11-24T15:38:20Z``."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
