@@ -27,6 +27,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check automation tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 clean-demo:
 	rm -rf .tunegit/outputs/demo_capitalization
