@@ -78,14 +78,15 @@ def _levels(doc: Located, key: str, levels: list[Any]) -> list[Problem]:
     return problems
 
 
-def check_plan(plan: Plan, doc: Located, exp: Expansion) -> Findings:
+def check_plan(plan: Plan, doc: Located, exp: Expansion,
+               catalog: models.Catalog | None = None) -> Findings:
     errors: list[Problem] = []
     warnings: list[Problem] = []
     errors += _names(plan, doc, exp)
     errors += _matrix(plan, doc, exp)
     errors += _epochs(plan, doc, exp)
     errors += _consistency(plan, doc)
-    errors += _models(plan, doc)
+    errors += _models(plan, doc, catalog)
     if plan.type == "experiment" and not plan.controls:
         warnings.append(doc.problem(("controls",), "no base-model controls",
                                     hint="set `controls: true` to measure the effect of "
@@ -180,9 +181,9 @@ def _consistency(plan: Plan, doc: Located) -> list[Problem]:
     return problems
 
 
-def _models(plan: Plan, doc: Located) -> list[Problem]:
+def _models(plan: Plan, doc: Located, catalog: models.Catalog | None) -> list[Problem]:
     if plan.tools.preparation != "torchtune":
         return []
     return [doc.problem(("models", i), f"torchtune has no known components for {m!r}",
-                        hint=f"supported models: {', '.join(models.supported_models())}")
-            for i, m in enumerate(plan.models) if models.lookup(m) is None]
+                        hint=models.unknown_hint(m, catalog))
+            for i, m in enumerate(plan.models) if models.lookup(m, catalog) is None]

@@ -10,6 +10,7 @@ from tunegit.core.estimate import PlanEstimate, estimate_plan
 from tunegit.core.expand import Expansion, expand
 from tunegit.edges.priors import load_repo_priors, load_site_priors
 from tunegit.render.plandoc import render_design_log, render_plan_md
+from tunegit.spec import models
 from tunegit.spec.site import Site
 from tunegit.tools import EVALUATION, PREPARATION
 from tunegit.core.validate import check_plan, check_structure
@@ -27,6 +28,7 @@ class Analysis:
     verification: Verification
     estimate: PlanEstimate
     warnings: tuple[Problem, ...]
+    catalog: models.Catalog | None = None  # the shipped models under the lab's
 
     @property
     def name(self) -> str:
@@ -56,16 +58,20 @@ def analyse(ws: Workspace, plan_path: Path, site_override: str | None = None) ->
     plan, doc = loaded.plan, loaded.located
     problems = check_structure(plan, doc)
     problems += _tools(loaded)
-    site = None
+    site, catalog = None, None
     try:
         site = ws.load_site(site_override or plan.site, located_plan=doc)
+    except PlanError as exc:
+        problems += exc.problems
+    try:
+        catalog = ws.load_models()
     except PlanError as exc:
         problems += exc.problems
     if problems or site is None:
         raise PlanError(problems=problems)
     exp = expand(plan)
-    findings = check_plan(plan, doc, exp)
-    verification = verify(ws, plan, site, exp, doc)
+    findings = check_plan(plan, doc, exp, catalog)
+    verification = verify(ws, plan, site, exp, doc, catalog)
     priors = load_site_priors(ws, site.name) + load_repo_priors(ws, exclude=plan.name)
     est = estimate_plan(exp, site, priors, verification.datasets)
     errors = (list(findings.errors) + list(verification.errors) + _batch_fit(loaded, est)
@@ -73,7 +79,7 @@ def analyse(ws: Workspace, plan_path: Path, site_override: str | None = None) ->
     if errors:
         raise PlanError(problems=sorted(errors, key=lambda p: (p.line or 0, p.col or 0)))
     return Analysis(ws, loaded, site, exp, verification, est,
-                    findings.warnings + verification.warnings)
+                    findings.warnings + verification.warnings, catalog)
 
 
 def _tools(loaded: LoadedPlan) -> list[Problem]:

@@ -63,6 +63,7 @@ def render_context(a: Analysis, status: StatusFile | None = None) -> RenderConte
         dataset_paths=datasets,
         package_root=str(Path(tunegit.__file__).resolve().parents[1]),
         attempts=attempts(status),
+        catalog=a.catalog,
     )
 
 

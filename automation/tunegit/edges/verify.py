@@ -14,6 +14,7 @@ from typing import Any
 from tunegit.core.checks import NOT_VERIFIABLE, Check, DatasetInfo, Verification
 from tunegit.errors import Problem
 from tunegit.core.expand import Expansion
+from tunegit.spec import models
 from tunegit.spec.loader import Located
 from tunegit.spec.plan import Plan
 from tunegit.spec.site import Site
@@ -52,7 +53,20 @@ def _find_dataset(ws: Workspace, site: Site, rel: str) -> tuple[Path | None, boo
     return next((c for c in candidates if c.is_file()), None), visible
 
 
-def verify(ws: Workspace, plan: Plan, site: Site, exp: Expansion, doc: Located) -> Verification:
+def _config_disagreement(path: Path, model: str, catalog: models.Catalog | None) -> str | None:
+    """What the model directory's config.json says against the catalog entry, if it differs."""
+    info = models.lookup(model, catalog)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "config.json is not readable JSON"
+    if info is None or not isinstance(config, dict):
+        return None
+    return models.config_disagreement(info, config)
+
+
+def verify(ws: Workspace, plan: Plan, site: Site, exp: Expansion, doc: Located,
+           catalog: models.Catalog | None = None) -> Verification:
     checks: list[Check] = []
     errors: list[Problem] = []
     warnings: list[Problem] = []
@@ -68,6 +82,12 @@ def verify(ws: Workspace, plan: Plan, site: Site, exp: Expansion, doc: Located) 
             checks.append(Check("VERIFY_MODEL", model, f"ls {shown}",
                                 f"directory exists with {n} files", True,
                                 "base model present before planning runs on it"))
+            disagreement = _config_disagreement(target / "config.json", model, catalog)
+            if disagreement:
+                warnings.append(doc.problem(
+                    ("models", i), f"{shown}: {disagreement}",
+                    hint=f"check that the directory holds {model}, or correct its entry in "
+                    f"{models.LAB_FILE} (docs/models.md)"))
         else:
             checks.append(Check("VERIFY_MODEL", model, f"ls {shown}", "missing", False,
                                 "a prerequisite: download or create it before submitting"))

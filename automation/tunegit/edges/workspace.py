@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from tunegit.errors import PlanError, TunegitError
+from tunegit.spec import models
 from tunegit.spec.loader import Located, load_file
 from tunegit.spec.plan import Plan
 from tunegit.spec.schema_errors import parse_model
@@ -106,6 +107,13 @@ class Workspace:
             raise TunegitError(message, hint=hint)
         site = parse_model(load_file(path, self.rel(path)), Site)
         return site.model_copy(update={"name": site.name or name})
+
+    def load_models(self) -> models.Catalog:
+        """The shipped model catalog, under the lab's own ``models.yaml`` where there is one."""
+        path = self.root / models.LAB_FILE
+        if not path.is_file():
+            return models.shipped()
+        return models.parse_catalog(load_file(path, self.rel(path))).over(models.shipped())
 
     def site_dir(self, value: str) -> Path:
         """A site path: ~ and $VARS expanded; relative paths are relative to the repository."""

@@ -1,14 +1,31 @@
 """The catalog of base models tunegit knows: family, size and torchtune components.
 
-Estimates scale by parameter count and the torchtune backend picks its model,
-tokenizer and checkpointer components from here. A model is matched by its
-short name (the HF id without the organisation), case-insensitively.
+Real models are data: ``models.yaml`` next to this module (shipped, one entry per
+HF model torchtune 0.6.1 has a LoRA builder for), merged under a lab's own
+``models.yaml`` at its repository root (same schema). A model is matched by its
+short name (the HF id without the organisation), exactly and case-insensitively;
+a near miss is refused with the closest known names. The tiny test model is
+defined here, next to the architecture its generator writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from tunegit.spec.loader import Located, load_file
+from tunegit.spec.plan import Strict
+from tunegit.spec.schema_errors import parse_model
+
+SHIPPED_FILE = Path(__file__).with_name("models.yaml")
+LAB_FILE = "models.yaml"  # at the experiments repository's root
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,10 +36,20 @@ class ModelInfo:
     tokenizer_component: str
     checkpointer_model_type: str
     checkpoint_gib: float  # size of one saved epoch (merged weights + adapter)
-    tokenizer_file: str = "original/tokenizer.model"
+    # The tokenizer builder's file arguments: (argument, path inside the model directory).
+    tokenizer_files: tuple[tuple[str, str], ...] = (("path", "original/tokenizer.model"),)
     checkpoint_files: tuple[str, ...] = ("model.safetensors",)
-    # Explicit architecture for builders that take it (the tiny test model).
+    # Explicit architecture for builders that take it (component builders, the tiny model).
     arch: tuple[tuple[str, int | float], ...] = ()
+    # None: the builder takes no apply_lora_to_output argument (Gemma 2).
+    apply_lora_to_output: bool | None = False
+    max_seq_len: int | None = None  # the builder's position limit
+    hf_model_type: str | None = None  # config.json's model_type
+    test_model: bool = False  # tunegit's own tiny model (short warmup)
+
+    @property
+    def tokenizer_file(self) -> str:
+        return self.tokenizer_files[0][1]
 
 
 TINY_ARCH: tuple[tuple[str, int | float], ...] = (
@@ -36,74 +63,115 @@ TINY_ARCH: tuple[tuple[str, int | float], ...] = (
     ("norm_eps", 1e-5),
 )
 
-_LLAMA3_TOK = "torchtune.models.llama3.llama3_tokenizer"
-_CATALOG: tuple[tuple[str, ModelInfo], ...] = (
-    (
-        r"tiny-llama",
-        ModelInfo(
-            "llama2",
-            0.000148,
-            "torchtune.models.llama2.lora_llama2",
-            "torchtune.models.llama2.llama2_tokenizer",
-            "LLAMA2",
-            0.001,
-            tokenizer_file="tokenizer.model",
-            arch=TINY_ARCH,
-        ),
-    ),
-    (
-        r"llama-3\.2-1b",
-        ModelInfo(
-            "llama3_2",
-            1.24,
-            "torchtune.models.llama3_2.lora_llama3_2_1b",
-            _LLAMA3_TOK,
-            "LLAMA3_2",
-            2.4,
-        ),
-    ),
-    (
-        r"llama-3\.2-3b",
-        ModelInfo(
-            "llama3_2",
-            3.21,
-            "torchtune.models.llama3_2.lora_llama3_2_3b",
-            _LLAMA3_TOK,
-            "LLAMA3_2",
-            6.1,
-            checkpoint_files=(
-                "model-00001-of-00002.safetensors",
-                "model-00002-of-00002.safetensors",
-            ),
-        ),
-    ),
-    (
-        r"llama-3\.1-8b",
-        ModelInfo(
-            "llama3_1",
-            8.03,
-            "torchtune.models.llama3_1.lora_llama3_1_8b",
-            _LLAMA3_TOK,
-            "LLAMA3",
-            15.0,
-            checkpoint_files=tuple(f"model-0000{i}-of-00004.safetensors" for i in range(1, 5)),
-        ),
-    ),
-    (
-        r"llama-3\.1-70b|llama-3\.3-70b",
-        ModelInfo(
-            "llama3_1",
-            70.6,
-            "torchtune.models.llama3_1.lora_llama3_1_70b",
-            _LLAMA3_TOK,
-            "LLAMA3",
-            141.0,
-            checkpoint_files=tuple(f"model-{i:05d}-of-00030.safetensors" for i in range(1, 31)),
-        ),
-    ),
-)
+TINY = ModelInfo(
+    "llama2", 0.000148, "torchtune.models.llama2.lora_llama2",
+    "torchtune.models.llama2.llama2_tokenizer", "LLAMA2", 0.001,
+    tokenizer_files=(("path", "tokenizer.model"),), arch=TINY_ARCH,
+    # torchtune's defaults leave the output layer alone; the tiny model (untied output)
+    # barely learns without it.
+    apply_lora_to_output=True, hf_model_type="llama", test_model=True)
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*[bB]\b|-(\d+(?:\.\d+)?)[bB](?:-|$)")
+
+# --- the file schema (shipped and lab catalogs alike) ---
+
+_DOTTED = r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$"
+
+
+class TokenizerSpec(Strict):
+    component: Annotated[str, Field(pattern=_DOTTED, description="torchtune tokenizer builder")]
+    files: Annotated[dict[str, str], Field(
+        min_length=1, description="builder argument -> file inside the model directory, "
+        "e.g. {path: vocab.json, merges_file: merges.txt}")]
+
+
+class ShardFormat(Strict):
+    """torchtune's own shorthand: ``model-{}-of-{}.safetensors`` numbered 1..max_filename."""
+
+    filename_format: Annotated[str, Field(pattern=r"\{\}.*\{\}")]
+    max_filename: Annotated[str, Field(pattern=r"^\d+$")]
+
+    def names(self) -> tuple[str, ...]:
+        width = len(self.max_filename)
+        return tuple(self.filename_format.format(str(i).zfill(width), self.max_filename)
+                     for i in range(1, int(self.max_filename) + 1))
+
+
+class ModelSpec(Strict):
+    ids: Annotated[list[str], Field(min_length=1, description="HF ids (org/name) matched")]
+    family: str
+    params_b: Annotated[float, Field(gt=0)]
+    lora_builder: Annotated[str, Field(pattern=_DOTTED)]
+    arch: dict[str, int | float] = Field(default_factory=dict)
+    apply_lora_to_output: bool | None = False
+    tokenizer: TokenizerSpec
+    model_type: Annotated[str, Field(pattern=r"^[A-Z0-9_]+$",
+                                     description="torchtune checkpointer model_type")]
+    checkpoint_files: Annotated[list[str], Field(min_length=1)] | ShardFormat
+    max_seq_len: Annotated[int, Field(gt=0)] | None = None
+    checkpoint_gib: Annotated[float, Field(gt=0)]
+    hf_model_type: str | None = None
+
+    def info(self) -> ModelInfo:
+        files = self.checkpoint_files
+        return ModelInfo(
+            self.family, self.params_b, self.lora_builder, self.tokenizer.component,
+            self.model_type, self.checkpoint_gib,
+            tokenizer_files=tuple(self.tokenizer.files.items()),
+            checkpoint_files=tuple(files) if isinstance(files, list) else files.names(),
+            arch=tuple(self.arch.items()), apply_lora_to_output=self.apply_lora_to_output,
+            max_seq_len=self.max_seq_len, hf_model_type=self.hf_model_type)
+
+
+class CatalogFile(Strict):
+    models: list[ModelSpec]
+
+
+# --- the catalog ---
+
+@dataclasses.dataclass(frozen=True)
+class Catalog:
+    """Known models by lower-cased short name: (the name as written, its entry)."""
+
+    entries: Mapping[str, tuple[str, ModelInfo]]
+
+    def lookup(self, model: str) -> ModelInfo | None:
+        found = self.entries.get(short_name(model).lower())
+        return found[1] if found else None
+
+    def names(self) -> list[str]:
+        return sorted(name for name, _ in self.entries.values())
+
+    def suggest(self, model: str) -> list[str]:
+        """The known short names closest to ``model`` (difflib), best first."""
+        close = difflib.get_close_matches(short_name(model).lower(), list(self.entries), n=3,
+                                          cutoff=0.75)
+        return [self.entries[key][0] for key in close]
+
+    def over(self, base: Catalog) -> Catalog:
+        """This catalog's entries replace ``base``'s of the same short name."""
+        return Catalog({**base.entries, **self.entries})
+
+
+def catalog_of(specs: Iterable[ModelSpec]) -> Catalog:
+    entries: dict[str, tuple[str, ModelInfo]] = {}
+    for spec in specs:
+        info = spec.info()
+        for model_id in spec.ids:
+            name = short_name(model_id)
+            entries[name.lower()] = (name, info)
+    return Catalog(entries)
+
+
+def parse_catalog(located: Located) -> Catalog:
+    """A catalog file's entries; raises PlanError with every problem located."""
+    return catalog_of(parse_model(located, CatalogFile).models)
+
+
+@functools.cache
+def shipped() -> Catalog:
+    """tunegit's own catalog: the tiny test model and ``models.yaml``."""
+    base = Catalog({"tiny-llama": ("tiny-llama", TINY)})
+    return parse_catalog(load_file(SHIPPED_FILE, "tunegit/spec/models.yaml")).over(base)
 
 
 def short_name(model_id: str) -> str:
@@ -111,18 +179,17 @@ def short_name(model_id: str) -> str:
     return model_id.rstrip("/").rsplit("/", 1)[-1]
 
 
-def lookup(model: str) -> ModelInfo | None:
+def lookup(model: str, catalog: Catalog | None = None) -> ModelInfo | None:
     """The catalog entry for a model id or short name, or None when unknown."""
-    name = short_name(model).lower()
-    for pattern, info in _CATALOG:
-        if re.match(pattern, name):
-            return info
-    return None
+    return (catalog or shipped()).lookup(model)
 
 
-def params_billions(model: str) -> float | None:
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*[bB]\b|-(\d+(?:\.\d+)?)[bB](?:-|$)")
+
+
+def params_billions(model: str, catalog: Catalog | None = None) -> float | None:
     """Parameter count in billions: from the catalog, else from a `-7B-` style name."""
-    info = lookup(model)
+    info = lookup(model, catalog)
     if info:
         return info.params_b
     match = _SIZE.search(short_name(model))
@@ -131,5 +198,45 @@ def params_billions(model: str) -> float | None:
     return None
 
 
-def supported_models() -> list[str]:
-    return [pattern.replace("\\", "") for pattern, _ in _CATALOG]
+def supported_models(catalog: Catalog | None = None) -> list[str]:
+    return (catalog or shipped()).names()
+
+
+def unknown_hint(model: str, catalog: Catalog | None = None) -> str:
+    """The way out for a model the catalog does not know."""
+    cat = catalog or shipped()
+    close = cat.suggest(model)
+    add = f"add it to {LAB_FILE} at the repository root (docs/models.md)"
+    if close:
+        return f"did you mean {close[0]!r}? If not, {add}"
+    families = sorted({info.family for _, info in cat.entries.values()})
+    return f"{add}; known families: {', '.join(families)}"
+
+
+# --- what the model directory says (config.json), where it is visible ---
+
+def config_params_b(config: Mapping[str, Any]) -> float | None:
+    """A parameter estimate from an HF config.json (decoder-only, gated MLP)."""
+    try:
+        h, layers = int(config["hidden_size"]), int(config["num_hidden_layers"])
+        inter, vocab = int(config["intermediate_size"]), int(config["vocab_size"])
+        heads = int(config["num_attention_heads"])
+        kv = int(config.get("num_key_value_heads") or heads)
+        head_dim = int(config.get("head_dim") or h // heads)
+    except (KeyError, TypeError, ValueError):
+        return None
+    attention = 2 * h * heads * head_dim + 2 * h * kv * head_dim
+    embeddings = vocab * h * (1 if config.get("tie_word_embeddings", False) else 2)
+    return (embeddings + layers * (attention + 3 * h * inter)) / 1e9
+
+
+def config_disagreement(info: ModelInfo, config: Mapping[str, Any]) -> str | None:
+    """How config.json disagrees with the catalog entry, or None when it agrees."""
+    kind = config.get("model_type")
+    if info.hf_model_type and kind and kind != info.hf_model_type:
+        return f"config.json says model_type {kind!r}, the catalog {info.hf_model_type!r}"
+    params = config_params_b(config)
+    if params is not None and abs(params - info.params_b) > 0.15 * info.params_b:
+        return (f"config.json describes about {params:.2f}B parameters, "
+                f"the catalog {info.params_b}B")
+    return None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tunegit.core.expand import Evaluation, Run
 from tunegit.core.jobplan import FINETUNE_STAGE, JobPlan, job_name, log_path, site_resources
-from tunegit.spec.models import short_name
+from tunegit.spec.models import Catalog, short_name
 from tunegit.spec.plan import Plan
 from tunegit.spec.site import Site
 
@@ -44,6 +44,8 @@ class RenderContext:
     package_root: str = ""
     # The attempt each step's job is submitted as (``run`` / ``run/eval key``); default 1.
     attempts: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # The model catalog (the shipped one merged under the lab's models.yaml); None: shipped.
+    catalog: Catalog | None = None
 
     def finetune_minutes(self, run: Run) -> int:
         return self._clamp(self.time_minutes.get(run.name, self.site.slurm.min_time_minutes))

@@ -20,7 +20,7 @@ from typing import Any
 
 from tunegit.errors import TunegitError
 from tunegit.core.expand import Run, dataset_label
-from tunegit.spec.models import ModelInfo, lookup, supported_models
+from tunegit.spec.models import Catalog, ModelInfo, lookup, unknown_hint
 from tunegit.render.templating import render_template
 from tunegit.tools.base import RenderContext
 from tunegit.tools.slurm_header import header_context
@@ -62,12 +62,12 @@ def tune_run_args(run: Run) -> str:
     return f"--nproc_per_node {int(run.gpus)} {torchtune_recipe(run)}"
 
 
-def model_info(run: Run) -> ModelInfo:
-    info = lookup(run.model)
+def model_info(run: Run, catalog: Catalog | None = None) -> ModelInfo:
+    info = lookup(run.model, catalog)
     if info is None:
         raise TunegitError(
             f"run {run.name}: no torchtune components known for model {run.model!r}",
-            hint="supported models: " + ", ".join(supported_models()))
+            hint=unknown_hint(run.model, catalog))
     return info
 
 
@@ -104,23 +104,23 @@ def _check_paths(*paths: str) -> None:
 
 def config_values(ctx: RenderContext, run: Run) -> dict[str, Any]:
     _check_paths(ctx.run_dir(run), ctx.base_model_dir(run), ctx.dataset_path(run.dataset))
-    info = model_info(run)
+    info = model_info(run, ctx.catalog)
     arch = dict(info.arch)
     device, dtype = device_and_dtype(ctx)
     base = ctx.base_model_dir(run)
     seq = run.max_seq_len
-    if "max_seq_len" in arch:  # the model's position limit caps the tokenizer's
-        seq = min(seq, int(arch["max_seq_len"]))
+    limit = arch.get("max_seq_len", info.max_seq_len)
+    if limit:  # the model's position limit caps the tokenizer's
+        seq = min(seq, int(limit))
     return {
         "torchtune_version": TORCHTUNE_VERSION, "recipe": torchtune_recipe(run),
         "run_name": run.name, "output_dir": output_dir(ctx, run),
         "model": {"component": info.lora_component, "arch": list(info.arch)},
-        # torchtune's defaults leave the output layer alone; the tiny test model (explicit
-        # arch, untied output) barely learns without it.
-        "apply_lora_to_output": bool(info.arch),
+        "apply_lora_to_output": info.apply_lora_to_output,
         "lora_rank": run.lora_rank, "lora_alpha": run.lora_alpha, "lora_dropout": run.lora_dropout,
-        "tokenizer": {"component": info.tokenizer_component,
-                      "path": posixpath.join(base, info.tokenizer_file), "max_seq_len": seq},
+        "tokenizer": {"component": info.tokenizer_component, "max_seq_len": seq,
+                      "files": [(arg, posixpath.join(base, rel))
+                                for arg, rel in info.tokenizer_files]},
         "checkpointer": {"dir": base, "files": list(info.checkpoint_files),
                          "model_type": info.checkpointer_model_type},
         "dataset": _dataset_block(ctx, run, "train", run.packed),
@@ -129,7 +129,7 @@ def config_values(ctx: RenderContext, run: Run) -> dict[str, Any]:
         "max_steps_per_epoch": run.max_steps_per_epoch,
         "gradient_accumulation_steps": run.gradient_accumulation_steps,
         "learning_rate": run.learning_rate, "weight_decay": run.weight_decay,
-        "fused_optimizer": device == "cuda", "warmup_steps": 5 if info.arch else 100,
+        "fused_optimizer": device == "cuda", "warmup_steps": 5 if info.test_model else 100,
         "device": device, "dtype": dtype,
     }
 
