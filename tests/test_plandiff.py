@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,14 +32,20 @@ from tunegit.edges.plandiff import (
 )
 from tunegit.core.status import Step
 from tunegit.edges.workspace import Workspace
+from tunegit.spec.plan import RunTraining
 
 pytestmark = pytest.mark.usefixtures("git_env")
 
 RUN = Run(name="r4", model="tiny-llama", model_id="tunegit/tiny-llama", dataset="d.json",
-          is_control=False, factors=(("lora_rank", 4),), epochs=1, learning_rate=0.01,
-          batch_size=4, lora_rank=4, lora_dropout=0.0, weight_decay=0.01, packed=False,
-          max_seq_len=256, validation=False, gpus=1, gradient_accumulation_steps=1,
-          system_prompt="", seed=0, max_steps_per_epoch=None)
+          is_control=False, factors=(("lora_rank", 4),), training=RunTraining(
+              epochs=1, learning_rate=0.01, batch_size=4, lora_rank=4, lora_dropout=0.0,
+              weight_decay=0.01, packed=False, max_seq_len=256, validation=False, gpus=1,
+              gradient_accumulation_steps=1, system_prompt="", seed=0, max_steps_per_epoch=None))
+
+
+def trained(run: Run, **training: Any) -> Run:
+    """``run`` with some of its training settings changed."""
+    return dataclasses.replace(run, training=run.training.model_copy(update=training))
 
 
 COST = Cost(1.0, 60.0, 2.0)
@@ -60,8 +67,8 @@ def test_same_source_is_no_diff_and_formats_to_nothing() -> None:
 
 
 def test_added_removed_and_changed_runs_with_fields_and_cost() -> None:
-    r8 = dataclasses.replace(RUN, name="r8", lora_rank=8, factors=(("lora_rank", 8),))
-    r4_new = dataclasses.replace(RUN, learning_rate=0.001)
+    r8 = dataclasses.replace(trained(RUN, lora_rank=8), name="r8", factors=(("lora_rank", 8),))
+    r4_new = trained(RUN, learning_rate=0.001)
     base = snap({"r4": RUN, "old": dataclasses.replace(RUN, name="old")})
     head = snap({"r4": r4_new, "r8": r8}, Cost(2.5, 150.0, 5.0), source="v2")
     d = diff_experiment(base, head)
@@ -77,7 +84,7 @@ def test_added_removed_and_changed_runs_with_fields_and_cost() -> None:
 
 def test_a_change_to_a_submitted_run_is_a_violation() -> None:
     base = snap({"r4": RUN}, submitted={"r4": "finetune: completed job local-3"})
-    head = snap({"r4": dataclasses.replace(RUN, epochs=2)}, source="v2")
+    head = snap({"r4": trained(RUN, epochs=2)}, source="v2")
     d = diff_experiment(base, head)
     assert d is not None
     assert [c.submitted for c in d.violations] == ["finetune: completed job local-3"]

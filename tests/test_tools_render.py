@@ -195,7 +195,8 @@ def test_best_epoch_is_chosen_at_run_time() -> None:
     run = expansion.runs[0]
     files = inspect_ai.render_evaluation(context(plan), run, expansion.evaluations_of(run.name)[0])
     script = files[f"{run.name}/eval/capitalization_8L_epochbest.slurm"]
-    assert ('MODEL_PATH="$(python3 -m tunegit.tools.inspect_ai best-epoch '
+    # The preparation tool picks the epoch: the evaluation tool only runs its command.
+    assert ('MODEL_PATH="$(python3 -m tunegit.tools.torchtune best-epoch '
             f'/scratch/x/{run.name}/ck-out)"') in script
 
 

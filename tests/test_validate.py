@@ -226,9 +226,9 @@ def test_factor_not_allowed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         capsys,
         P.replace("lora_rank: [4, 64]", "lora_rank: [4, 64]\n  gpus: [1, 2]"),
         f"{FILE}:8:9: factors.gpus: 'gpus' cannot be a factor\n"
-        "  hint: factors may be: model, dataset, lora_rank, learning_rate, epochs, "
-        "batch_size, packed, max_seq_len, gradient_accumulation_steps, lora_dropout, "
-        "weight_decay, seed, validation, system_prompt\n",
+        "  hint: factors may be: model, dataset, epochs, learning_rate, batch_size, lora_rank, "
+        "lora_dropout, weight_decay, packed, max_seq_len, validation, "
+        "gradient_accumulation_steps, system_prompt, seed\n",
     )
 
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from pydantic import TypeAdapter
 
 from tunegit.spec.models import short_name
-from tunegit.spec.plan import DataPath, Plan, Training
+from tunegit.spec.plan import DataPath, Plan, RunTraining, Training
 
 FACTOR_LABELS = {
     "lora_rank": "rank", "learning_rate": "lr", "batch_size": "bs", "epochs": "ep",
@@ -32,7 +32,11 @@ FACTOR_LABELS = {
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One row of the runs table: a fine-tuning run or a base-model control."""
+    """One row of the runs table: a fine-tuning run or a base-model control.
+
+    ``training`` is the plan's training section as this run has it; the properties below
+    are shorthands for the keys most code reads (a new key is read as ``run.training.key``).
+    """
 
     name: str
     model: str  # short name, e.g. Llama-3.2-1B-Instruct
@@ -40,20 +44,69 @@ class Run:
     dataset: str
     is_control: bool
     factors: tuple[tuple[str, Any], ...]  # this run's factor levels, in plan order
-    epochs: int
-    learning_rate: float
-    batch_size: int
-    lora_rank: int
-    lora_dropout: float
-    weight_decay: float
-    packed: bool
-    max_seq_len: int
-    validation: bool
-    gpus: int
-    gradient_accumulation_steps: int
-    system_prompt: str
-    seed: int
-    max_steps_per_epoch: int | None
+    training: RunTraining
+
+    def settings(self) -> dict[str, Any]:
+        """Everything that defines the run besides its name: identity, then every training key."""
+        return {"model": self.model, "model_id": self.model_id, "dataset": self.dataset,
+                "is_control": self.is_control, "factors": self.factors,
+                **self.training.model_dump()}
+
+    @property
+    def epochs(self) -> int:
+        return self.training.epochs
+
+    @property
+    def learning_rate(self) -> float:
+        return self.training.learning_rate
+
+    @property
+    def batch_size(self) -> int:
+        return self.training.batch_size
+
+    @property
+    def lora_rank(self) -> int:
+        return self.training.lora_rank
+
+    @property
+    def lora_dropout(self) -> float:
+        return self.training.lora_dropout
+
+    @property
+    def weight_decay(self) -> float:
+        return self.training.weight_decay
+
+    @property
+    def packed(self) -> bool:
+        return self.training.packed
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.training.max_seq_len
+
+    @property
+    def validation(self) -> bool:
+        return self.training.validation
+
+    @property
+    def gpus(self) -> int:
+        return self.training.gpus
+
+    @property
+    def gradient_accumulation_steps(self) -> int:
+        return self.training.gradient_accumulation_steps
+
+    @property
+    def system_prompt(self) -> str:
+        return self.training.system_prompt
+
+    @property
+    def seed(self) -> int:
+        return self.training.seed
+
+    @property
+    def max_steps_per_epoch(self) -> int | None:
+        return self.training.max_steps_per_epoch
 
     @property
     def lora_alpha(self) -> int:
@@ -80,7 +133,7 @@ class Evaluation:
 
     @property
     def file_stem(self) -> str:
-        """Scaffold file name stem: <task>_epoch<N> (seed 002) or <task>_base."""
+        """Scaffold file name stem: <task>_epoch<N>, or <task> for a control's evaluation."""
         return self.task if self.epoch is None else f"{self.task}_epoch{self.epoch}"
 
 
@@ -209,28 +262,19 @@ def coerce_level(factor: str, value: Any) -> Any:
 
 
 def _make_run(plan: Plan, name: str, combo: Mapping[str, Any], control: bool) -> Run:
-    t = plan.training
     combo = {k: v if k == "model" else coerce_level(k, v) for k, v in combo.items()}
     model = str(combo["model"])
-    get: Any = combo.get
+    levels = {k: v for k, v in combo.items() if k in Training.model_fields}
+    # Levels and plan values are validated already (coerce_level, the Plan): no second pass.
+    training = RunTraining.model_construct(**{
+        **dict(plan.training), **levels,
+        "batch_size": _batch_size_for(plan, model, combo.get("batch_size"))})
     return Run(
         name=name, model=model, model_id=_model_id(plan, model),
-        dataset=str(get("dataset", plan.dataset.path)), is_control=control,
+        dataset=str(combo.get("dataset", plan.dataset.path)), is_control=control,
         factors=tuple((k, v) for k, v in combo.items() if k != "model" or "model" in plan.factors
                       or len(plan.models) > 1),
-        epochs=int(get("epochs", t.epochs)),
-        learning_rate=float(get("learning_rate", t.learning_rate)),
-        batch_size=_batch_size_for(plan, model, get("batch_size")),
-        lora_rank=int(get("lora_rank", t.lora_rank)),
-        lora_dropout=float(get("lora_dropout", t.lora_dropout)),
-        weight_decay=float(get("weight_decay", t.weight_decay)),
-        packed=bool(get("packed", t.packed)),
-        max_seq_len=int(get("max_seq_len", t.max_seq_len)),
-        validation=bool(get("validation", t.validation)),
-        gpus=t.gpus, gradient_accumulation_steps=int(get("gradient_accumulation_steps",
-                                                         t.gradient_accumulation_steps)),
-        system_prompt=str(get("system_prompt", t.system_prompt)), seed=int(get("seed", t.seed)),
-        max_steps_per_epoch=t.max_steps_per_epoch,
+        training=training,
     )
 
 

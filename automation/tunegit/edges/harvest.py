@@ -1,11 +1,16 @@
 """Metrics read on completion: training speed, memory and checkpoint size; evaluation scores.
 
 An edge: it reads the job's own log (the file the executor wrote: SLURM's
---output, an array task's redirect, or the local executor's), torchtune's
-DiskLogger file (``<run>/ck-out/logs/log_*.txt``: tokens/s per GPU, peak memory),
-the checkpoint directories and inspect's .eval log, and records what it finds in
+--output, an array task's redirect, or the local executor's) and hands it to the
+plan's preparation tool, which adds what its own files say (checkpoints, its
+metric logs); the evaluation tool reads its own result. Both are reached through
+their contracts (``tunegit.tools``), never by name. What they find goes into
 runs_status.yaml, where it becomes a prior for later estimates. The same for every
 executor: elapsed time comes from the scheduler's observation.
+
+A job the scheduler calls completed can still have failed: an evaluation whose log
+says it did not succeed moves on to ``failed``, and that move is a transition of the
+cycle like any other (so the commit message and ``tunegit run`` say so).
 """
 
 from __future__ import annotations
@@ -14,65 +19,46 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tunegit.spec import models
-from tunegit.edges.analysis import Analysis
-from tunegit.errors import TunegitError
-from tunegit.core.logparse import parse_training_log
 from tunegit.core.records import Transition
 from tunegit.core.states import COMPLETED, FAILED, REASON_EVAL_STATUS
 from tunegit.core.status import StatusFile
+from tunegit.edges.analysis import Analysis
+from tunegit.errors import TunegitError
 from tunegit.files import tail
-from tunegit.tools import RenderContext, get_evaluation
-from tunegit.tools.torchtune import epoch_dirs, output_dir
+from tunegit.spec import models
+from tunegit.tools import RenderContext, get_evaluation, get_preparation
 
-
-def dir_gib(path: Path) -> float:
-    total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return total / 2**30
-
-
-def disk_log(checkpoints: Path) -> str:
-    """The newest DiskLogger file of a run (a retried run writes a new one)."""
-    files = sorted((checkpoints / "logs").glob("log_*.txt"), key=lambda f: f.stat().st_mtime)
-    return tail(files[-1], 2_000_000) if files else ""
+JOB_LOG_BYTES = 2_000_000  # a training log's progress lines: enough for a steady rate
 
 
 def completed(status: StatusFile, transitions: Sequence[Transition], a: Analysis,
-              ctx: RenderContext) -> StatusFile:
+              ctx: RenderContext) -> tuple[StatusFile, tuple[Transition, ...]]:
+    """Record what each step that completed in ``transitions`` produced.
+
+    Returns the status and the transitions harvest itself makes (completed -> failed for
+    an evaluation whose log says it did not succeed), to follow ``transitions``.
+    """
+    more: list[Transition] = []
     for t in transitions:
         if t.new != COMPLETED:
             continue
         if t.key is None:
             status = _finetune(status, t.run, a, ctx)
         else:
-            status = _evaluation(status, t.run, t.key, a, ctx)
-    return status
+            status, moved = _evaluation(status, t, a, ctx)
+            more += moved
+    return status, tuple(more)
 
 
 def _finetune(status: StatusFile, run_name: str, a: Analysis, ctx: RenderContext) -> StatusFile:
     run = a.expansion.run(run_name)
     step = status.step(run_name, None)
-    log = Path(step.log) if step.log else None
-    ck = Path(output_dir(ctx, run))
-    text = (tail(log, 2_000_000) if log else "") + "\n" + disk_log(ck)
-    stats = parse_training_log(text)
-    epochs = epoch_dirs(ck) if ck.is_dir() else []
-    ckpt = round(dir_gib(epochs[0][1]), 4) if epochs else None
-    peak = stats.training_peak_memory_active_gib or stats.post_init_peak_memory_active_gib
+    prep = get_preparation(ctx.plan.tools.preparation)
+    log_text = tail(Path(step.log), JOB_LOG_BYTES) if step.log else ""
     metrics: dict[str, Any] = {
-        "it_per_s": stats.iterations_per_second,
-        "tokens_per_s": stats.tokens_per_second_per_gpu,
-        "peak_memory_gib": peak,
-        "peak_memory_kind": ("training" if stats.training_peak_memory_active_gib
-                             else "post-init" if peak else None),
-        "checkpoint_gib": ckpt,
-        "epochs_saved": len(epochs),
-        "steps_per_epoch": stats.steps_per_epoch,
-        "final_loss": stats.final_loss,
+        **prep.training_metrics(ctx, run, log_text),
         "train_minutes": round(step.elapsed_s / 60, 3) if step.elapsed_s is not None else None,
     }
-    if stats.validation_loss:
-        metrics["validation_loss"] = {str(e): v for e, v in stats.validation_loss}
     dataset = a.verification.datasets.get(run.dataset)
     config = {
         "model": run.model, "gpu_type": a.site.gpu.type, "batch_size": run.batch_size,
@@ -85,31 +71,34 @@ def _finetune(status: StatusFile, run_name: str, a: Analysis, ctx: RenderContext
     est = a.estimate.run(run_name)
     estimate = step.estimate or {"train_minutes": round(est.train_minutes.value, 3),
                                  "source": est.source}
-    new = step.moved(step.status, "", output=str(ck), metrics=_clean(metrics),
+    new = step.moved(step.status, "", output=prep.output_dir(ctx, run), metrics=_clean(metrics),
                      config=_clean(config), estimate=estimate)
     return status.with_step(run_name, None, new)
 
 
-def _evaluation(status: StatusFile, run_name: str, key: str, a: Analysis,
-                ctx: RenderContext) -> StatusFile:
-    run = a.expansion.run(run_name)
-    ev = next(e for e in a.expansion.evaluations_of(run_name) if e.key == key)
-    log_dir = get_evaluation(ctx.plan.tools.evaluation).eval_log_dir(ctx, run, ev)
-    step = status.step(run_name, key)
+def _evaluation(status: StatusFile, t: Transition, a: Analysis, ctx: RenderContext,
+                ) -> tuple[StatusFile, tuple[Transition, ...]]:
+    assert t.key is not None
+    run = a.expansion.run(t.run)
+    ev = next(e for e in a.expansion.evaluations_of(t.run) if e.key == t.key)
+    tool = get_evaluation(ctx.plan.tools.evaluation)
+    log_dir = tool.eval_log_dir(ctx, run, ev)
+    step = status.step(t.run, t.key)
     try:
-        from tunegit.tools.inspect_ai import read_eval_result
-
-        result = read_eval_result(log_dir)
+        result = tool.read_result(ctx, run, ev)
     except TunegitError as exc:
         new = step.moved(step.status, "", output=log_dir, message=f"score not read: {exc}")
-        return status.with_step(run_name, key, new)
-    if result.status != "success":
+        return status.with_step(t.run, t.key, new), ()
+    if not result.ok:
+        # The step moved to completed this cycle: failing it keeps that time.
         new = step.moved(FAILED, step.last_updated or "", output=log_dir, reason=REASON_EVAL_STATUS,
                          message=f"eval log status {result.status}: {result.error}"[:500])
-        return status.with_step(run_name, key, new)
+        failed = Transition(t.experiment, t.run, t.key, step.status, FAILED, t.job_id,
+                            REASON_EVAL_STATUS)
+        return status.with_step(t.run, t.key, new), (failed,)
     new = step.moved(step.status, "", output=result.log_path or log_dir, score=result.score,
-                     metric=result.metric_name or None)
-    return status.with_step(run_name, key, new)
+                     metric=result.metric_name or None, metrics=result.scores or None)
+    return status.with_step(t.run, t.key, new), ()
 
 
 def _clean(data: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,6 @@ from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 from tunegit.files import read_status
 
 MARKER = "<!-- tunegit-plan-diff -->"
-RUN_FIELDS = tuple(f.name for f in dataclasses.fields(Run) if f.name != "name")
 # Where a Run field is written in experiment.yaml, most specific first (for file:line).
 FIELD_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
     "model": (("factors", "model"), ("models",)),
@@ -127,8 +126,9 @@ class PlanDiff:
 # --- pure: comparing snapshots ---------------------------------------------------------------
 
 def run_changes(old: Run, new: Run) -> tuple[FieldChange, ...]:
-    changes = [FieldChange(f, getattr(old, f), getattr(new, f)) for f in RUN_FIELDS
-               if getattr(old, f) != getattr(new, f)]
+    before, after = old.settings(), new.settings()
+    changes = [FieldChange(f, before.get(f), after.get(f)) for f in dict.fromkeys([*before, *after])
+               if before.get(f) != after.get(f)]
     if len(changes) > 1:  # `factors` repeats the levels of the other fields: show it alone only
         changes = [c for c in changes if c.field != "factors"]
     return tuple(changes)

@@ -174,7 +174,7 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> Exp
                       capacity=a.site.max_parallel if not executor.supports_dependencies else None,
                       dependencies=executor.supports_dependencies, logs=_failed_logs(status, poll))
     status = _with_logs(decision.status, ctx, a)
-    status = harvest.completed(status, decision.transitions, a, ctx)
+    status, harvested = harvest.completed(status, decision.transitions, a, ctx)
     held = [s for s in decision.submit if s.run not in p.conflicts]
     status, submitted, submit_errors = _submit(executor, status, held, a, ctx, p.files, now,
                                                plan_commit)
@@ -183,7 +183,7 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> Exp
     crashpoint("before_status_write")
     changed = write_if_changed(a.ws.experiment_dir(name) / STATUS_FILE, dump(status))
     crashpoint("after_status_write")
-    return ExperimentResult(decision.transitions + submitted, changed, status,
+    return ExperimentResult(decision.transitions + harvested + submitted, changed, status,
                             tuple(errors + submit_errors))
 
 

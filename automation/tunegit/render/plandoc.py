@@ -182,12 +182,13 @@ def _configuration(plan: Plan, exp: Expansion, datasets: dict[str, DatasetInfo])
         packing_memory=("~density × 0.9 of unpacked memory per sequence (seed 001 formula)"
                         if t.packed else "none"),
         batch_sizes=", ".join(f"{_distinct(sorted(v))} ({m})" for m, v in per_model.items()),
-        grad_accum=f"{t.gradient_accumulation_steps} (effective batch size: "
-                   f"{_distinct([r.effective_batch_size for r in ft])})",
+        grad_accum=(f"{_distinct([r.gradient_accumulation_steps for r in ft])} (effective "
+                    f"batch size: {_distinct([r.effective_batch_size for r in ft])})"),
         alphas=(_distinct([r.lora_alpha for r in ft])
                 + f" for rank {_distinct([r.lora_rank for r in ft])}"),
-        learning_rates=_distinct([r.learning_rate for r in ft]), max_seq_len=t.max_seq_len,
-        validation="yes" if t.validation else "no", seed=t.seed,
+        learning_rates=_distinct([r.learning_rate for r in ft]),
+        max_seq_len=_distinct([r.max_seq_len for r in ft]),
+        validation="yes" if t.validation else "no", seed=_distinct([r.seed for r in ft]),
         system_prompt=repr(t.system_prompt) if t.system_prompt else '"" (none)',
     )
 

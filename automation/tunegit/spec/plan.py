@@ -38,14 +38,6 @@ def _relative(value: str) -> str:
 DataPath = Annotated[str, Field(min_length=1), AfterValidator(_inside_root)]
 RepoPath = Annotated[str, Field(min_length=1), AfterValidator(_relative)]
 
-# Training keys that may also be experimental factors (besides `model` and `dataset`).
-TRAINING_FACTOR_KEYS = (
-    "lora_rank", "learning_rate", "epochs", "batch_size", "packed", "max_seq_len",
-    "gradient_accumulation_steps", "lora_dropout", "weight_decay", "seed", "validation",
-    "system_prompt",
-)
-
-
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,6 +82,20 @@ class Training(Strict):
         if isinstance(value, dict) and not value:
             raise ValueError("per-model batch sizes need at least a `default` entry")
         return value
+
+
+class RunTraining(Training):
+    """The training of one run: the plan's, with the run's factor levels applied and the
+    batch size chosen for its model. Every Training key is here without being listed again."""
+
+    batch_size: PositiveInt = 4
+
+
+# Training keys that stay one value per plan: the GPUs shape every job's resources and
+# recipe, and max_steps_per_epoch is a smoke-test cap, not something to compare.
+FIXED_TRAINING_KEYS = ("gpus", "max_steps_per_epoch")
+# Training keys that may also be experimental factors (besides `model` and `dataset`).
+TRAINING_FACTOR_KEYS = tuple(k for k in Training.model_fields if k not in FIXED_TRAINING_KEYS)
 
 
 class EvalTask(Strict):

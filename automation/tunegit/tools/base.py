@@ -1,8 +1,11 @@
-"""What every tool backend receives, and the shape a backend has.
+"""What every tool backend receives, and the shape a backend has over a run's whole life.
 
-A backend renders text (pure: ``{path relative to work_dir: text}``) and
-names the paths an executor needs (scripts, checkpoints, log directories).
-It never touches the filesystem.
+Before the job a backend renders text (pure: ``{path relative to work_dir: text}``) and
+names the paths an executor needs (scripts, checkpoints, log directories); rendering
+never touches the filesystem. After the job it reads its own outputs: a preparation tool
+its checkpoints and training metrics, an evaluation tool its result. Nothing outside a
+backend imports it by name: the others reach it through these Protocols (the evaluation
+tool finds a run's checkpoints through ``RenderContext.preparation``).
 """
 
 from __future__ import annotations
@@ -10,9 +13,8 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 from collections.abc import Mapping
-from typing import Protocol
-
 from pathlib import Path
+from typing import Any, Protocol
 
 from tunegit.core.expand import Evaluation, Run
 from tunegit.core.jobplan import FINETUNE_STAGE, JobPlan, job_name, log_path, site_resources
@@ -87,6 +89,34 @@ class RenderContext:
     def base_model_dir(self, run: Run) -> str:
         return posixpath.join(self.models_dir, short_name(run.model))
 
+    @property
+    def preparation(self) -> PreparationTool:
+        """The plan's preparation tool: where a run's checkpoints are."""
+        from tunegit.tools import get_preparation  # the registry imports this module first
+
+        return get_preparation(self.plan.tools.preparation)
+
+
+EVAL_SUCCESS = "success"
+EVAL_MISSING = "missing"  # the job left no result to read
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """One evaluation's outcome, as its tool read it from its own log."""
+
+    status: str  # EVAL_SUCCESS, else what the tool says instead (error, cancelled, missing)
+    scores: Mapping[str, Mapping[str, float]]  # every scorer -> its metrics -> value
+    metric_name: str  # the headline metric: the first scorer's accuracy, else its first metric
+    score: float | None  # that metric's value
+    log_path: str
+    samples: int
+    error: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == EVAL_SUCCESS
+
 
 class PreparationTool(Protocol):
     """A fine-tuning backend (``tools.preparation`` in the plan)."""
@@ -97,7 +127,24 @@ class PreparationTool(Protocol):
 
     def finetune_script(self, ctx: RenderContext, run: Run) -> str: ...
 
-    def checkpoint_dir(self, ctx: RenderContext, run: Run, epoch: int) -> str: ...
+    def output_dir(self, ctx: RenderContext, run: Run) -> str:
+        """Where the run's checkpoints and the tool's own logs go."""
+
+    def checkpoint_dir(self, ctx: RenderContext, run: Run, epoch: int) -> str:
+        """The model directory saved after ``epoch`` (0-based), as an evaluation loads it."""
+
+    def best_checkpoint_command(self, ctx: RenderContext, run: Run) -> list[str]:
+        """A command (argv) that, once the run has trained, prints the model directory of its
+        best epoch on stdout and why on stderr."""
+
+    # after the job: it reads what the run left behind
+
+    def checkpoints(self, ctx: RenderContext, run: Run) -> list[tuple[int, Path]]:
+        """The saved epochs (0-based) and their model directories."""
+
+    def training_metrics(self, ctx: RenderContext, run: Run, log_text: str) -> dict[str, Any]:
+        """Measurements (speed, memory, loss, checkpoint size) from the job's own log text
+        and the tool's files; None for one that is not there."""
 
 
 class EvaluationTool(Protocol):
@@ -111,3 +158,7 @@ class EvaluationTool(Protocol):
     def eval_script(self, ctx: RenderContext, run: Run, evaluation: Evaluation) -> str: ...
 
     def eval_log_dir(self, ctx: RenderContext, run: Run, evaluation: Evaluation) -> str: ...
+
+    def read_result(self, ctx: RenderContext, run: Run, evaluation: Evaluation) -> EvalResult:
+        """The evaluation's outcome, read after its job; a TunegitError when it cannot be read
+        here (the tool is not installed)."""

@@ -2,30 +2,29 @@
 
 The system prompt and the dataset path reach the task through a JSON file
 passed with ``--task-config``, never through ``-T key=value`` (which inspect
-parses as YAML) nor through a shell line. At run time the script picks the
-model (a fixed epoch, the base model, or the best epoch by validation loss),
-runs ``inspect eval`` and then ``python3 -m tunegit.tools.inspect_ai check
-LOG_DIR``, which fails unless the newest log has status ``success`` (inspect
-itself exits 0 when a task errors).
+parses as YAML) nor through a shell line. The model is the base model or a
+checkpoint the preparation tool names (``RenderContext.preparation``): a fixed
+epoch's directory, or for ``best`` the command it gives that picks one at run
+time. The script runs ``inspect eval`` and then ``python3 -m
+tunegit.tools.inspect_ai check LOG_DIR``, which fails unless the newest log has
+status ``success`` (inspect itself exits 0 when a task errors). After the job,
+``read_result`` reads that log: its status and every scorer's metrics.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import posixpath
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from tunegit.errors import TunegitError
 from tunegit.core.expand import Evaluation, Run
-from tunegit.spec.plan import EvalTask
+from tunegit.errors import TunegitError
 from tunegit.render.templating import render_template
-from tunegit.tools import torchtune
-from tunegit.tools.base import RenderContext
+from tunegit.spec.plan import EvalTask
+from tunegit.tools.base import EVAL_MISSING, EvalResult, RenderContext
 from tunegit.tools.slurm_header import header_context
 
 name = "inspect-ai"
@@ -57,7 +56,7 @@ def model_path(ctx: RenderContext, run: Run, evaluation: Evaluation) -> str | No
         return ctx.base_model_dir(run)
     if evaluation.epoch == BEST:
         return None
-    return torchtune.checkpoint_dir(ctx, run, int(evaluation.epoch))
+    return ctx.preparation.checkpoint_dir(ctx, run, int(evaluation.epoch))
 
 
 def render_evaluation(ctx: RenderContext, run: Run, evaluation: Evaluation) -> dict[str, str]:
@@ -108,11 +107,10 @@ def script_values(ctx: RenderContext, run: Run, evaluation: Evaluation) -> dict[
     path = model_path(ctx, run, evaluation)
     header = header_context(ctx, ctx.eval_job(run, evaluation,
                                               eval_script(ctx, run, evaluation)))
-    checkpoints = torchtune.output_dir(ctx, run)
     return {
         **header, "run_dir": directory, "repo_root": ctx.repo_root,
         "log_dir": eval_log_dir(ctx, run, evaluation),
-        "best_epoch": path is None, "checkpoints": _plain(checkpoints, "checkpoint directory"),
+        "best_epoch": best_epoch_command(ctx, run) if path is None else [],
         "model_path": _plain(path, "model directory") if path else "",
         "task_spec": task_spec(evaluation, task),
         "task_config": task_config_file(ctx, run, evaluation),
@@ -120,18 +118,17 @@ def script_values(ctx: RenderContext, run: Run, evaluation: Evaluation) -> dict[
     }
 
 
+def best_epoch_command(ctx: RenderContext, run: Run) -> list[str]:
+    """The preparation tool's command that prints the best epoch's model directory."""
+    for epoch in range(run.epochs):  # whichever it prints must be a plain path
+        _plain(ctx.preparation.checkpoint_dir(ctx, run, epoch), "checkpoint directory")
+    return ctx.preparation.best_checkpoint_command(ctx, run)
+
+
 # --- run time --------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class EvalResult:
-    """The newest inspect log of one evaluation, read from its header."""
-
-    status: str  # success | error | cancelled | started | missing
-    score: float | None
-    metric_name: str
-    log_path: str
-    samples: int
-    error: str
+def read_result(ctx: RenderContext, run: Run, evaluation: Evaluation) -> EvalResult:
+    return read_eval_result(eval_log_dir(ctx, run, evaluation))
 
 
 def read_eval_result(log_dir: str | Path) -> EvalResult:
@@ -142,47 +139,38 @@ def read_eval_result(log_dir: str | Path) -> EvalResult:
         raise TunegitError("inspect-ai is not installed",
                            hint="pip install -e '.[train]'") from exc
     if not Path(log_dir).is_dir():
-        return EvalResult("missing", None, "", "", 0, f"no log directory {log_dir}")
+        return _missing(f"no log directory {log_dir}")
     logs = list_eval_logs(str(log_dir))
     if not logs:
-        return EvalResult("missing", None, "", "", 0, f"no .eval log in {log_dir}")
+        return _missing(f"no .eval log in {log_dir}")
     newest = max(logs, key=lambda info: info.mtime or 0)
     log = read_eval_log(newest, header_only=True)
-    metric, score = _first_metric(log)
-    samples = log.results.completed_samples if log.results else 0
-    error = log.error.message if log.error else ""
-    path = newest.name.removeprefix("file://")
-    return EvalResult(str(log.status), score, metric, path, samples, error)
+    scores = all_scores(log)
+    metric, score = headline(scores)
+    return EvalResult(
+        status=str(log.status), scores=scores, metric_name=metric, score=score,
+        log_path=newest.name.removeprefix("file://"),
+        samples=log.results.completed_samples if log.results else 0,
+        error=log.error.message if log.error else "")
 
 
-def _first_metric(log: Any) -> tuple[str, float | None]:
-    if not log.results or not log.results.scores:
-        return "", None
-    metrics = log.results.scores[0].metrics
-    chosen = "accuracy" if "accuracy" in metrics else next(iter(metrics), "")
-    return chosen, (float(metrics[chosen].value) if chosen else None)
+def _missing(why: str) -> EvalResult:
+    return EvalResult(EVAL_MISSING, {}, "", None, "", 0, why)
 
 
-def best_epoch_dir(checkpoints: Path) -> tuple[Path, str]:
-    """The epoch with the lowest validation loss, else the last one (with why)."""
-    epochs = dict(torchtune.epoch_dirs(checkpoints))
-    if not epochs:
-        raise TunegitError(f"no epoch_N checkpoint in {checkpoints}",
-                           hint="check the fine-tuning log: did training finish?")
-    losses = _validation_losses(checkpoints / "logs" / torchtune.VALIDATION_LOSS_FILE)
-    known = {e: loss for e, loss in losses.items() if e in epochs and math.isfinite(loss)}
-    if not known:
-        last = max(epochs)
-        return epochs[last], f"no validation loss recorded: using the last epoch ({last})"
-    best = min(known, key=lambda e: (known[e], e))
-    return epochs[best], f"epoch {best} has the lowest validation loss ({known[best]:.6f})"
-
-
-def _validation_losses(path: Path) -> dict[int, float]:
-    if not path.is_file():
+def all_scores(log: Any) -> dict[str, dict[str, float]]:
+    """Every scorer's metrics, in the log's order (inspect names repeated scorers apart)."""
+    if not log.results:
         return {}
-    data = json.loads(path.read_text())
-    return {int(k): float(v) for k, v in data.items()}
+    return {s.name: {name: float(m.value) for name, m in s.metrics.items()}
+            for s in log.results.scores}
+
+
+def headline(scores: dict[str, dict[str, float]]) -> tuple[str, float | None]:
+    """The first scorer's accuracy, else its first metric: the score tables show."""
+    metrics = next(iter(scores.values()), {})
+    chosen = "accuracy" if "accuracy" in metrics else next(iter(metrics), "")
+    return chosen, (metrics[chosen] if chosen else None)
 
 
 def check(log_dir: str) -> int:
@@ -190,7 +178,7 @@ def check(log_dir: str) -> int:
     score = "none" if result.score is None else f"{result.score:g}"
     print(f"status={result.status} {result.metric_name or 'score'}={score} "
           f"samples={result.samples} log={result.log_path}")
-    if result.status != "success":
+    if not result.ok:
         print(f"evaluation did not succeed: {result.error or result.status}", file=sys.stderr)
         return 1
     return 0
@@ -199,13 +187,7 @@ def check(log_dir: str) -> int:
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "check":
         return check(argv[1])
-    if len(argv) == 2 and argv[0] == "best-epoch":
-        path, why = best_epoch_dir(Path(argv[1]))
-        print(why, file=sys.stderr)
-        print(path)
-        return 0
-    print("usage: python3 -m tunegit.tools.inspect_ai check LOG_DIR | best-epoch CK_OUT",
-          file=sys.stderr)
+    print("usage: python3 -m tunegit.tools.inspect_ai check LOG_DIR", file=sys.stderr)
     return 2
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from tunegit.errors import TunegitError
 from tunegit.core.jobplan import JobPlan, job_options
+from tunegit.errors import TunegitError
 from tunegit.tools.base import RenderContext
 
 OFFLINE_VARIABLES = (("HF_DATASETS_OFFLINE", "1"), ("HF_HUB_OFFLINE", "1"))

@@ -6,7 +6,12 @@ Rendering is pure. The recipe that runs is a real torchtune 0.6.1 recipe
 only. torchtune 0.6.1 has no validation loop, so for ``validation: true`` the
 config carries a ``dataset_val`` block and the job ends with
 ``python3 -m tunegit.tools.torchtune validation-loss finetune.yaml``, which
-scores every saved epoch on that split (see ``main``).
+scores every saved epoch on that split (see ``main``); an evaluation of the
+``best`` epoch asks ``python3 -m tunegit.tools.torchtune best-epoch CK_OUT``.
+
+After the job the backend reads its own outputs: the ``epoch_N`` checkpoints and
+the training metrics in the job's log and in torchtune's DiskLogger file
+(``<run>/ck-out/logs/log_*.txt``: tokens/s per GPU, peak memory).
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tunegit.errors import TunegitError
 from tunegit.core.expand import Run, dataset_label
-from tunegit.spec.models import Catalog, ModelInfo, lookup, unknown_hint
+from tunegit.core.logparse import parse_training_log
+from tunegit.errors import TunegitError
+from tunegit.files import tail
 from tunegit.render.templating import render_template
+from tunegit.spec.models import Catalog, ModelInfo, lookup, unknown_hint
 from tunegit.tools.base import RenderContext
 from tunegit.tools.slurm_header import header_context
 
@@ -47,12 +54,17 @@ def checkpoint_dir(ctx: RenderContext, run: Run, epoch: int) -> str:
     return posixpath.join(output_dir(ctx, run), f"epoch_{epoch}")
 
 
+def best_checkpoint_command(ctx: RenderContext, run: Run) -> list[str]:
+    """The command that prints the epoch with the lowest validation loss (``best_epoch_dir``)."""
+    return ["python3", "-m", "tunegit.tools.torchtune", "best-epoch", output_dir(ctx, run)]
+
+
 def finetune_script(ctx: RenderContext, run: Run) -> str:
     return posixpath.join(ctx.run_dir(run), "finetune.slurm")
 
 
 def torchtune_recipe(run: Run) -> str:
-    """The recipe torchtune 0.6.1 really has (never the seeds' ``_val`` variants)."""
+    """The recipe torchtune 0.6.1 really has (never a ``_val`` variant: it ships none)."""
     return "lora_finetune_single_device" if run.gpus == 1 else "lora_finetune_distributed"
 
 
@@ -103,6 +115,8 @@ def _check_paths(*paths: str) -> None:
 
 
 def config_values(ctx: RenderContext, run: Run) -> dict[str, Any]:
+    """finetune.yaml's values: the run's training settings (``training``), and what follows
+    from its model, the site and the paths."""
     _check_paths(ctx.run_dir(run), ctx.base_model_dir(run), ctx.dataset_path(run.dataset))
     info = model_info(run, ctx.catalog)
     arch = dict(info.arch)
@@ -115,9 +129,10 @@ def config_values(ctx: RenderContext, run: Run) -> dict[str, Any]:
     return {
         "torchtune_version": TORCHTUNE_VERSION, "recipe": torchtune_recipe(run),
         "run_name": run.name, "output_dir": output_dir(ctx, run),
+        "training": run.training.model_dump(),
         "model": {"component": info.lora_component, "arch": list(info.arch)},
         "apply_lora_to_output": info.apply_lora_to_output,
-        "lora_rank": run.lora_rank, "lora_alpha": run.lora_alpha, "lora_dropout": run.lora_dropout,
+        "lora_alpha": run.lora_alpha,
         "tokenizer": {"component": info.tokenizer_component, "max_seq_len": seq,
                       "files": [(arg, posixpath.join(base, rel))
                                 for arg, rel in info.tokenizer_files]},
@@ -125,13 +140,23 @@ def config_values(ctx: RenderContext, run: Run) -> dict[str, Any]:
                          "model_type": info.checkpointer_model_type},
         "dataset": _dataset_block(ctx, run, "train", run.packed),
         "dataset_val": _dataset_block(ctx, run, "validation", False) if run.validation else None,
-        "seed": run.seed, "batch_size": run.batch_size, "epochs": run.epochs,
-        "max_steps_per_epoch": run.max_steps_per_epoch,
-        "gradient_accumulation_steps": run.gradient_accumulation_steps,
-        "learning_rate": run.learning_rate, "weight_decay": run.weight_decay,
         "fused_optimizer": device == "cuda", "warmup_steps": 5 if info.test_model else 100,
         "device": device, "dtype": dtype,
     }
+
+
+# setup_finetune.yaml lists the training settings in this fixed order, so each is in the same
+# place in every run; a key not named here follows at the end. `validation` is written
+# earlier, as validation_during_training.
+_SETUP_ORDER = ("system_prompt", "lora_rank", "lora_alpha", "lora_dropout", "learning_rate",
+                "weight_decay", "epochs", "batch_size", "gradient_accumulation_steps", "packed",
+                "max_seq_len", "max_steps_per_epoch", "seed", "gpus")
+
+
+def setup_settings(run: Run) -> list[tuple[str, Any]]:
+    values = {**run.training.model_dump(exclude={"validation"}), "lora_alpha": run.lora_alpha}
+    order = [*_SETUP_ORDER, *(k for k in values if k not in _SETUP_ORDER)]
+    return [(k, values[k]) for k in order]
 
 
 def setup_values(ctx: RenderContext, run: Run, values: dict[str, Any]) -> dict[str, Any]:
@@ -142,13 +167,7 @@ def setup_values(ctx: RenderContext, run: Run, values: dict[str, Any]) -> dict[s
         "dataset_path": ctx.dataset_path(run.dataset), "dataset_label": dataset_label(run.dataset),
         "recipe": run.recipe, "torchtune_recipe": torchtune_recipe(run),
         "validation": run.validation, "validation_note": VALIDATION_NOTE if run.validation else "",
-        "system_prompt": run.system_prompt, "lora_rank": run.lora_rank,
-        "lora_alpha": run.lora_alpha, "lora_dropout": run.lora_dropout,
-        "learning_rate": run.learning_rate, "weight_decay": run.weight_decay,
-        "epochs": run.epochs, "batch_size": run.batch_size,
-        "gradient_accumulation_steps": run.gradient_accumulation_steps, "packed": run.packed,
-        "max_seq_len": run.max_seq_len, "max_steps_per_epoch": run.max_steps_per_epoch,
-        "seed": run.seed, "gpus": run.gpus, "device": values["device"],
+        "settings": setup_settings(run), "device": values["device"],
         "dtype": values["dtype"], "output_dir": values["output_dir"],
     }
 
@@ -160,7 +179,7 @@ def slurm_values(ctx: RenderContext, run: Run) -> dict[str, Any]:
             "validation": run.validation}
 
 
-# --- run time: validation loss per saved epoch (torchtune 0.6.1 has no validation loop) ---
+# --- after the job: its checkpoints and what its logs say ------------------------------------
 
 def epoch_dirs(checkpoints: Path) -> list[tuple[int, Path]]:
     """``epoch_N`` directories under torchtune's output_dir, by epoch."""
@@ -170,6 +189,67 @@ def epoch_dirs(checkpoints: Path) -> list[tuple[int, Path]]:
         if path.is_dir() and suffix.isdigit():
             found.append((int(suffix), path))
     return sorted(found)
+
+
+def checkpoints(ctx: RenderContext, run: Run) -> list[tuple[int, Path]]:
+    """The run's saved epochs (0-based) and their model directories."""
+    return epoch_dirs(Path(output_dir(ctx, run)))
+
+
+def training_metrics(ctx: RenderContext, run: Run, log_text: str) -> dict[str, Any]:
+    """Speed, memory, loss and checkpoint size from the job's own log text, the DiskLogger
+    file and the checkpoints; a measurement that is not there is None."""
+    stats = parse_training_log(log_text + "\n" + _disk_log(Path(output_dir(ctx, run))))
+    saved = checkpoints(ctx, run)
+    peak = stats.training_peak_memory_active_gib or stats.post_init_peak_memory_active_gib
+    return {
+        "it_per_s": stats.iterations_per_second,
+        "tokens_per_s": stats.tokens_per_second_per_gpu,
+        "peak_memory_gib": peak,
+        "peak_memory_kind": ("training" if stats.training_peak_memory_active_gib
+                             else "post-init" if peak else None),
+        "checkpoint_gib": round(_dir_gib(saved[0][1]), 4) if saved else None,
+        "epochs_saved": len(saved),
+        "steps_per_epoch": stats.steps_per_epoch,
+        "final_loss": stats.final_loss,
+        "validation_loss": ({str(e): v for e, v in stats.validation_loss}
+                            if stats.validation_loss else None),
+    }
+
+
+def _disk_log(checkpoints: Path) -> str:
+    """The newest DiskLogger file of a run (a retried run writes a new one)."""
+    files = sorted((checkpoints / "logs").glob("log_*.txt"), key=lambda f: f.stat().st_mtime)
+    return tail(files[-1], 2_000_000) if files else ""
+
+
+def _dir_gib(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**30
+
+
+def best_epoch_dir(checkpoints: Path) -> tuple[Path, str]:
+    """The epoch with the lowest validation loss, else the last one (with why)."""
+    epochs = dict(epoch_dirs(checkpoints))
+    if not epochs:
+        raise TunegitError(f"no epoch_N checkpoint in {checkpoints}",
+                           hint="check the fine-tuning log: did training finish?")
+    losses = _saved_validation_losses(checkpoints / "logs" / VALIDATION_LOSS_FILE)
+    known = {e: loss for e, loss in losses.items() if e in epochs and math.isfinite(loss)}
+    if not known:
+        last = max(epochs)
+        return epochs[last], f"no validation loss recorded: using the last epoch ({last})"
+    best = min(known, key=lambda e: (known[e], e))
+    return epochs[best], f"epoch {best} has the lowest validation loss ({known[best]:.6f})"
+
+
+def _saved_validation_losses(path: Path) -> dict[int, float]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return {int(k): float(v) for k, v in data.items()}
+
+
+# --- run time: validation loss per saved epoch (torchtune 0.6.1 has no validation loop) ---
 
 
 def validation_losses(config_file: Path) -> dict[int, float]:
@@ -221,13 +301,21 @@ def write_validation_losses(config_file: Path) -> dict[int, float]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] != "validation-loss":
-        print("usage: python3 -m tunegit.tools.torchtune validation-loss FINETUNE_YAML",
-              file=sys.stderr)
-        return 2
-    losses = write_validation_losses(Path(argv[1]))
-    return 0 if losses else 1
+    if len(argv) == 2 and argv[0] == "validation-loss":
+        return 0 if write_validation_losses(Path(argv[1])) else 1
+    if len(argv) == 2 and argv[0] == "best-epoch":
+        path, why = best_epoch_dir(Path(argv[1]))
+        print(why, file=sys.stderr)
+        print(path)
+        return 0
+    print("usage: python3 -m tunegit.tools.torchtune validation-loss FINETUNE_YAML | "
+          "best-epoch CK_OUT", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except TunegitError as exc:
+        print(f"error: {exc.format()}", file=sys.stderr)
+        sys.exit(1)
