@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from perf_lab import REPO, archive, git, git_env, machine, tiny_slurm_plan
 
-from tunegit.loop.watcher import WAKE_FILE
+from tunegit.loop.daemon import WAKE_FILE
 
 WRAPPER = """\
 #!/bin/sh

@@ -5,7 +5,7 @@ runs, perf_lab.make_lab: 80 % completed with metrics, the rest pending, none liv
 watcher clone whose state says the origin's tip was already reconciled. Then, in this
 process, with a counting executor (no scheduler is touched here: perf_slurm.py does that):
 
-1. nothing-to-do cycles (`watcher.reconcile_once`): CPU time per cycle (this process and its
+1. nothing-to-do cycles (`cycle.reconcile_once`): CPU time per cycle (this process and its
    git children, from getrusage), files opened (audit hook `open`), runs_status.yaml files
    opened, git processes started (audit hook `subprocess.Popen`); next to it the naive way
    to find live experiments, parsing every runs_status.yaml (what the watcher did before);
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from perf_lab import git, git_env, machine, make_lab, plan_text
 
 from tunegit.executors.base import JobObservation, JobPlan, Poll
-from tunegit.loop.watcher import STATE_FILE, WatchConfig, WatchState, has_work, reconcile_once
+from tunegit.loop.cycle import STATE_FILE, WatchConfig, WatchState, has_work, reconcile_once
 from tunegit.edges.workspace import STATUS_FILE, Workspace
 from tunegit.files import read_status
 

@@ -27,6 +27,7 @@ from tunegit.cli import main
 from tunegit.commands import cancel as cancel_cmd
 from tunegit.commands import retry as retry_cmd
 from tunegit.commands import run as run_cmd
+from tunegit.core.records import SCHEDULER_UNANSWERED
 from tunegit.loop.engine import cycle
 from tunegit.executors import executor_factory
 from tunegit.core.status import StatusFile
@@ -102,7 +103,7 @@ def cycle_until(ws: Workspace, name: str, site: str, done: Callable[[StatusFile]
     while True:
         result = cycle(ws, [name], now=utc_now(), plan_commit=None, executor_for=make,
                        site_override=site)
-        assert not [e for e in result.errors if "not answering" not in e], result.errors
+        assert not [e for e in result.errors if e.kind != SCHEDULER_UNANSWERED], result.errors
         status = status_of(ws.root, name)
         if done(status):
             return status

@@ -28,7 +28,7 @@ from gitfixtures import (  # noqa: F401 (pytest fixtures)
     tunegit,
 )
 from tunegit.edges.gitstore import STALE_LOCK_S, GitStore, GitStoreError
-from tunegit.loop.watcher import WatchConfig, reconcile_once
+from tunegit.loop.cycle import WatchConfig, reconcile_once
 from tunegit.edges.workspace import STATUS_FILE
 
 pytestmark = pytest.mark.usefixtures("git_env")

@@ -35,7 +35,7 @@ from tunegit.core import status as status_mod
 from tunegit.edges.analysis import analyse as real_analyse
 from tunegit.executors.base import JobObservation, JobPlan, Poll
 from tunegit.core.states import SUBMITTED
-from tunegit.loop.watcher import STATE_FILE, WatchConfig, WatchState, reconcile_once
+from tunegit.loop.cycle import STATE_FILE, WatchConfig, WatchState, reconcile_once
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 
 # --- the hook: only the changed experiments ----------------------------------------------------

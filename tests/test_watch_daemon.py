@@ -22,9 +22,10 @@ from gitfixtures import (  # noqa: F401 (pytest fixtures)
     origin_fixture,
     plan_text,
 )
-from tunegit.executors import JOBS_DIR
 from tunegit.executors.base import JobObservation, JobPlan, Poll
-from tunegit.loop.watcher import WAKE_FILE, WatchConfig, watch, watch_paths
+from tunegit.executors.local import JOBS_DIR
+from tunegit.loop.cycle import WatchConfig
+from tunegit.loop.daemon import WAKE_FILE, watch, watch_paths
 from tunegit.edges.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("git_env")
@@ -128,7 +129,7 @@ def test_a_post_receive_hook_wakes_the_watcher_for_merges_not_for_its_own_pushes
 
 def test_a_local_job_ending_wakes_the_watcher(daemon: Daemon) -> None:
     paths = watch_paths(Workspace(daemon.root), daemon.root / ".git")
-    jobs = [p for p, _ in paths if p.name == JOBS_DIR]
+    jobs = [w.directory for w in paths if w.directory.name == JOBS_DIR]
     assert jobs, "the local site's job directory is not watched"
     state = jobs[0] / "job-1"
     state.mkdir()

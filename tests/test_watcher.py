@@ -29,7 +29,7 @@ from tunegit.edges.plandiff import immutability_problems
 from tunegit.core.records import CycleResult, Transition
 from tunegit.core.states import LIVE_STATES, PENDING, SUBMITTED, TERMINAL_STATES
 from tunegit.core.status import Step
-from tunegit.loop.watcher import (
+from tunegit.loop.cycle import (
     STATE_FILE,
     WatchConfig,
     WatchState,

@@ -3,6 +3,11 @@
 Every user-facing error carries where it happened (file, line, column), which
 field it concerns, what is wrong, and the way out (a hint). Plan errors print
 compiler-style: ``experiments/x/experiment.yaml:12:5: training.batch_size: must be > 0``.
+
+Every error a user can act on is a TunegitError, defined where it is raised (PlanError
+here; SubmitError and SchedulerError in executors.base, RetryError in core.reconcile,
+StatusFormatError in core.status, GitStoreError in edges.gitstore), so the one handler
+around main (``run_guarded``) prints each with its way out: no command translates them.
 """
 
 from __future__ import annotations

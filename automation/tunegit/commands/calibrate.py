@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from tunegit.commands.common import out, workspace
 from tunegit.edges.calibration import (
     Group,
     accuracy_sentence,
@@ -13,7 +14,6 @@ from tunegit.edges.calibration import (
     load_pairs,
     summarise,
 )
-from tunegit.commands.common import out, workspace
 
 
 def main(args: argparse.Namespace) -> int:

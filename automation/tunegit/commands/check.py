@@ -7,13 +7,13 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+from tunegit.commands.common import out, warn, workspace
 from tunegit.core import status as status_mod
 from tunegit.edges.analysis import Analysis, analyse
-from tunegit.commands.common import out, warn, workspace
+from tunegit.edges.workspace import DESIGN_LOG, PLAN_FILE, PLAN_MD, STATUS_FILE, Workspace
 from tunegit.errors import PlanError, Problem, TunegitError
 from tunegit.files import read_status, write_if_changed
 from tunegit.render.plandoc import strip_timestamps
-from tunegit.edges.workspace import DESIGN_LOG, PLAN_FILE, PLAN_MD, STATUS_FILE, Workspace
 
 
 def plan_files(ws: Workspace, paths: list[str], base: Path | None = None) -> list[Path]:

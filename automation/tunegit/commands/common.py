@@ -7,8 +7,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from tunegit.errors import Problem
 from tunegit.edges.workspace import Workspace
+from tunegit.errors import Problem
 
 
 def workspace(args: argparse.Namespace) -> Workspace:

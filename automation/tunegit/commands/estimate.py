@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tunegit.edges.analysis import analyse
 from tunegit.commands.common import out, warn, workspace
 from tunegit.core.estimate import PlanEstimate, Span
+from tunegit.edges.analysis import analyse
 from tunegit.render.plandoc import minutes
 
 

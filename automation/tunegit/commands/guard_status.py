@@ -16,13 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tunegit.core import status as status_mod
 from tunegit.commands.common import workspace
-from tunegit.errors import Problem, TunegitError
-from tunegit.edges.gitstore import COMMITTER_ENV, is_own_message
+from tunegit.core import status as status_mod
 from tunegit.core.states import REASON_BASE_MODEL, SKIPPED
 from tunegit.core.status import BASE_NOTE, Step
+from tunegit.edges.gitstore import COMMITTER_ENV, is_own_message
 from tunegit.edges.workspace import STATUS_FILE
+from tunegit.errors import Problem, TunegitError
 
 FRESH = (Step(), Step(SKIPPED, reason=REASON_BASE_MODEL, note=BASE_NOTE))
 HINT = ("runs_status.yaml is written by tunegit's watcher only; undo the edit with "

@@ -6,9 +6,9 @@ import argparse
 import re
 
 from tunegit.commands.common import out, workspace
+from tunegit.edges.workspace import PLAN_FILE
 from tunegit.errors import TunegitError
 from tunegit.spec.plan import NAME_PATTERN
-from tunegit.edges.workspace import PLAN_FILE
 
 SKELETON = """\
 # tunegit experiment plan. Field reference: `tunegit schema`.

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from tunegit.commands.common import out, workspace
-from tunegit.loop.watcher import WatchConfig, reconcile_once
+from tunegit.loop.cycle import WatchConfig, reconcile_once
 
 
 def config(args: argparse.Namespace) -> WatchConfig:

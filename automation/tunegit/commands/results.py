@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from tunegit.core import results
 from tunegit.commands.common import out, workspace
-from tunegit.errors import TunegitError
+from tunegit.core import results
 from tunegit.core.expand import expand
-from tunegit.files import read_status, write_if_changed
 from tunegit.edges.workspace import STATUS_FILE
+from tunegit.errors import TunegitError
+from tunegit.files import read_status, write_if_changed
 from tunegit.render.plots import plot_png
 
 

@@ -12,10 +12,10 @@ import argparse
 
 from tunegit.commands.common import out, workspace
 from tunegit.commands.run import describe
-from tunegit.errors import TunegitError
-from tunegit.core.reconcile import RetryError, retry
+from tunegit.core.reconcile import retry
 from tunegit.core.status import dump
 from tunegit.edges.workspace import STATUS_FILE
+from tunegit.errors import TunegitError
 from tunegit.files import read_status, utc_now, write_if_changed
 
 FINETUNE_KEYS = ("finetune", "ft")
@@ -30,10 +30,7 @@ def main(args: argparse.Namespace) -> int:
         raise TunegitError(f"experiments/{name}/{STATUS_FILE} does not exist: nothing ran yet",
                            hint=f"`tunegit run {name}` starts the experiment")
     key = None if args.key in (None, *FINETUNE_KEYS) else args.key
-    try:
-        status, transitions = retry(status, name, args.run, key, utc_now())
-    except RetryError as exc:
-        raise TunegitError(str(exc), hint=f"`tunegit status {name}` shows every step") from None
+    status, transitions = retry(status, name, args.run, key, utc_now())  # or a RetryError
     write_if_changed(path, dump(status))
     for t in transitions:
         step = status.step(t.run, t.key)

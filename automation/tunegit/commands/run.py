@@ -1,32 +1,32 @@
 """`tunegit run EXP [--site S]`: scaffold + submit + wait, with progress, on any site.
 
-Polling is polite on SLURM: one scheduler query per cycle, every
-``site.slurm.poll_interval_s`` (or ``--poll``) with jitter, backing off while the
-scheduler does not answer. Such a cycle changes nothing and is never a failure.
+Polling is polite: one scheduler query per cycle, at the interval the site's executor
+asks for (or ``--poll``), backing off while the scheduler does not answer. Such a cycle
+changes nothing and is never a failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
 from collections.abc import Sequence
 
 from tunegit.commands.common import out, workspace
-from tunegit.loop.engine import SCHEDULER_UNANSWERED, cycle
-from tunegit.errors import TunegitError
-from tunegit.executors import executor_factory
-from tunegit.executors.slurm import Backoff
-from tunegit.edges.gitinfo import head_commit
-from tunegit.core.records import Transition
+from tunegit.core.records import SCHEDULER_UNANSWERED, CycleError, Transition
 from tunegit.core.states import COMPLETED, SKIPPED, TERMINAL_STATES
-from tunegit.edges.workspace import STATUS_FILE, Workspace
+from tunegit.edges.analysis import analyse
+from tunegit.edges.gitinfo import head_commit
+from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
+from tunegit.errors import TunegitError
+from tunegit.executors import backend, executor_factory
+from tunegit.executors.base import Backoff
 from tunegit.files import read_status, utc_now
+from tunegit.loop.engine import cycle
 
-LOCAL_POLL_S = 2.0
-IDLE_POLL_S = 30.0
-MAX_BACKOFF_S = 600.0
+IDLE_POLL_S = 30.0  # the plan is invalid: look again now and then, without a scheduler
 
 
 def describe(t: Transition) -> str:
@@ -78,26 +78,21 @@ def main(args: argparse.Namespace) -> int:
             return 130
 
 
-def scheduler_unanswered(errors: Sequence[str]) -> bool:
-    return any(SCHEDULER_UNANSWERED in error for error in errors)
+def scheduler_unanswered(errors: Sequence[CycleError]) -> bool:
+    return any(error.kind == SCHEDULER_UNANSWERED for error in errors)
 
 
 def _backoff(ws: Workspace, name: str, override: str | None, poll: float | None) -> Backoff:
-    """Base interval: --poll, else the site's (2 s locally); doubled per unanswered cycle."""
-    from tunegit.edges.analysis import analyse
-
+    """The site's executor's back-off (its interval replaced by --poll): doubled per
+    unanswered cycle."""
     try:
-        site = analyse(ws, ws.experiment_dir(name) / "experiment.yaml", override).site
+        site = analyse(ws, ws.experiment_dir(name) / PLAN_FILE, override).site
+        backoff = backend(site.executor).poll_backoff(site)
     except TunegitError:  # the cycle reports the plan's errors itself
-        site = None
+        backoff = Backoff(base_s=IDLE_POLL_S, jitter=0.0)
     if poll is not None:
-        base = poll
-    elif site is None:
-        base = IDLE_POLL_S
-    else:
-        base = LOCAL_POLL_S if site.executor == "local" else site.slurm.poll_interval_s
-    jitter = 0.0 if site is None or site.executor == "local" else 0.1
-    return Backoff(base_s=base, max_s=max(MAX_BACKOFF_S, base), jitter=jitter, seed=os.getpid())
+        backoff = dataclasses.replace(backoff, base_s=poll, max_s=max(backoff.max_s, poll))
+    return dataclasses.replace(backoff, seed=os.getpid())
 
 
 def _summary(ws: Workspace, name: str) -> str:

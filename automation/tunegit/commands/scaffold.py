@@ -6,8 +6,8 @@ import argparse
 import datetime as dt
 from collections import Counter
 
-from tunegit.edges.analysis import analyse
 from tunegit.commands.common import out, warn, workspace
+from tunegit.edges.analysis import analyse
 from tunegit.edges.gitinfo import head_commit
 from tunegit.edges.scaffold import (
     CONFLICT,

@@ -3,9 +3,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from tunegit.spec import plan
-
-from tunegit.spec import site
+from tunegit.spec import plan, site
 
 
 def main(args: argparse.Namespace) -> int:

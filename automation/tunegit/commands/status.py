@@ -8,13 +8,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from tunegit.core import status as status_mod
 from tunegit.commands.common import workspace
-from tunegit.errors import TunegitError
-from tunegit.files import read_status
+from tunegit.core import status as status_mod
 from tunegit.core.states import RUNNING, SUBMITTED
 from tunegit.core.status import StatusFile, Step
 from tunegit.edges.workspace import STATUS_FILE, Workspace
+from tunegit.errors import TunegitError
+from tunegit.files import read_status
 
 COLUMNS = ("RUN", "STEP", "STATE", "JOB", "ELAPSED", "SCORE", "REASON")
 

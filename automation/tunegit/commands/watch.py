@@ -9,7 +9,7 @@ from types import FrameType
 
 from tunegit.commands.common import out
 from tunegit.commands.reconcile import config
-from tunegit.loop.watcher import watch
+from tunegit.loop.daemon import watch
 
 
 def main(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ from tunegit.core.states import (
     TERMINAL_STATES,
 )
 from tunegit.core.status import StatusFile, Step
+from tunegit.errors import TunegitError
 
 DEAD = frozenset({FAILED, CANCELLED, BLOCKED})
 RETRYABLE = DEAD
@@ -46,8 +47,11 @@ ATTEMPT_KEYS = ("attempt", "job_id", "job_name", "status", "reason", "message", 
                 "rendered_hash", "last_updated")
 
 
-class RetryError(ValueError):
+class RetryError(TunegitError):
     """A step that cannot be retried (still live, completed, skipped, or unknown)."""
+
+    def __init__(self, message: str, experiment: str):
+        super().__init__(message, hint=f"`tunegit status {experiment}` shows every step")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,15 +207,16 @@ def retry(status: StatusFile, experiment: str, run: str, key: str | None,
     had a job just becomes pending.
     """
     if run not in status.runs:
-        raise RetryError(f"no run {run!r} in {experiment}; runs: {', '.join(status.runs)}")
+        raise RetryError(f"no run {run!r} in {experiment}; runs: {', '.join(status.runs)}",
+                         experiment)
     if key is not None and key not in status.runs[run].evaluations:
         keys = ", ".join(status.runs[run].evaluations) or "none"
-        raise RetryError(f"run {run} has no evaluation {key!r}; evaluations: {keys}")
+        raise RetryError(f"run {run} has no evaluation {key!r}; evaluations: {keys}", experiment)
     p = _Pass(experiment, status, now)
     step = status.step(run, key)
     if step.status not in RETRYABLE:
         raise RetryError(f"{run} / {key or 'fine-tuning'} is {step.status}; only failed, "
-                         "cancelled or blocked steps can be retried")
+                         "cancelled or blocked steps can be retried", experiment)
     _reopen(p, run, key)
     if key is None:
         for eval_key, ev in status.runs[run].evaluations.items():

@@ -1,4 +1,4 @@
-"""What a reconcile cycle reports: transitions and their summary."""
+"""What a reconcile cycle reports: transitions, typed errors and their summary."""
 
 from __future__ import annotations
 
@@ -17,10 +17,33 @@ class Transition:
     reason: str | None = None
 
 
+# What a cycle error means for what happens next; callers decide by kind, never by its text.
+INVALID_PLAN = "invalid plan"  # nothing of the experiment runs until its plan (or site) changes
+CONFLICT = "conflict"  # a generated file was edited by hand: its run is held, the others go on
+SUBMIT_REFUSED = "submit refused"  # the scheduler refused a job: its step failed (`tunegit retry`)
+SCHEDULER_UNANSWERED = "scheduler unanswered"  # states unknown this cycle: back off and retry
+UNTRUSTED = "untrusted"  # its site requires signed commits and the plan commit is not
+STOPPED = "stopped"  # any other error the user can fix: the experiment waits, nothing submitted
+CYCLE_ERROR_KINDS = (INVALID_PLAN, CONFLICT, SUBMIT_REFUSED, SCHEDULER_UNANSWERED, UNTRUSTED,
+                     STOPPED)
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleError:
+    """One experiment's problem this cycle; prints as ``<experiment>: <message>``."""
+
+    experiment: str
+    kind: str  # one of CYCLE_ERROR_KINDS
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.experiment}: {self.message}"
+
+
 @dataclasses.dataclass(frozen=True)
 class CycleResult:
     transitions: tuple[Transition, ...]
     written: tuple[Path, ...]  # status files whose bytes changed this cycle
     live: int  # steps still submitted or running after this cycle
     pending: int  # steps not yet submitted (waiting on a dependency or capacity)
-    errors: tuple[str, ...] = ()  # per-experiment problems (invalid plan, submit refused)
+    errors: tuple[CycleError, ...] = ()  # per-experiment problems, by kind

@@ -17,6 +17,7 @@ import yaml
 
 from tunegit.core.expand import Expansion
 from tunegit.core.states import PENDING, REASON_BASE_MODEL, SKIPPED, STATUS_STATES
+from tunegit.errors import TunegitError
 
 # libyaml's safe loader when present: a 1,000-run status file reads in ~0.1 s instead of ~2 s.
 SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -166,12 +167,12 @@ def dump(status: StatusFile) -> str:
     return HEADER + "\n" + body
 
 
-class StatusFormatError(ValueError):
-    pass
+class StatusFormatError(TunegitError):
+    """runs_status.yaml cannot be read (malformed YAML or shape)."""
 
 
 def parse(text: str) -> StatusFile:
-    """Read runs_status.yaml; StatusFormatError (a ValueError) for anything malformed."""
+    """Read runs_status.yaml; StatusFormatError for anything malformed."""
     try:
         data = yaml.load(text, Loader=SAFE_LOADER) or {}
     except yaml.MarkedYAMLError as exc:

@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 
 from tunegit.errors import PlanError, TunegitError
+from tunegit.executors import EXECUTORS
 from tunegit.spec import models
 from tunegit.spec.loader import Located, load_file
 from tunegit.spec.plan import Plan
 from tunegit.spec.schema_errors import parse_model
-from tunegit.spec.site import Site, expand_path
+from tunegit.spec.site import EXECUTORS_CONTEXT, Site, expand_path
 
 PLAN_FILE = "experiment.yaml"
 PLAN_MD = "runs_plan.md"
@@ -105,7 +106,8 @@ class Workspace:
             if located_plan is not None:
                 raise PlanError(problems=[located_plan.problem(("site",), message, hint)])
             raise TunegitError(message, hint=hint)
-        site = parse_model(load_file(path, self.rel(path)), Site)
+        site = parse_model(load_file(path, self.rel(path)), Site,
+                           context={EXECUTORS_CONTEXT: tuple(EXECUTORS)})
         return site.model_copy(update={"name": site.name or name})
 
     def load_models(self) -> models.Catalog:

@@ -1,42 +1,49 @@
-"""Executors: where jobs run. One module per backend, chosen by the site's `executor:`."""
+"""Executors: where jobs run. One module per backend, registered by the site's `executor:`.
+
+A backend module provides ``create(site, paths)`` (its Executor), ``poll_backoff(site)`` (how
+often to poll, and how to back off) and ``wake_files(site, paths)`` (what a job's end writes,
+for the watcher): see ``Backend`` in ``executors.base``. Adding an executor is one module and
+one line in ``EXECUTORS``.
+"""
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from tunegit.executors.base import Executor
+from tunegit.executors.base import Backend, Executor, SitePaths
+from tunegit.registry import Registry
 from tunegit.spec.site import Site
-from tunegit.edges.workspace import Workspace
 
-JOBS_DIR = ".tunegit-jobs"
-SLURM_COMMAND_TIMEOUT_S = 60.0
+if TYPE_CHECKING:  # mypy checks that each backend module satisfies the Backend Protocol
+    from tunegit.executors import local, slurm
+
+    _LOCAL_CHECK: Backend = local
+    _SLURM_CHECK: Backend = slurm
+
+__all__ = ["EXECUTORS", "ExecutorFactory", "backend", "executor_factory"]
+
+EXECUTORS: Registry[Backend] = Registry({
+    "local": "tunegit.executors.local",
+    "slurm": "tunegit.executors.slurm",
+}, what="executor")
+
+ExecutorFactory = Callable[[Site], Executor]
 
 
-def slurm_runner(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    """Run a SLURM command with the job environment: sbatch exports it to the job
-    (--export=ALL), so jobs find this Python's `tune` and `inspect` like local jobs do."""
-    from tunegit.executors.local import job_environment
-
-    return subprocess.run(list(argv), capture_output=True, text=True,
-                          timeout=SLURM_COMMAND_TIMEOUT_S, env=job_environment())
+def backend(name: str) -> Backend:
+    """The executor module registered as ``name`` (an unknown name lists the registered)."""
+    return EXECUTORS.get_backend(name)
 
 
-def executor_factory(ws: Workspace) -> Callable[[Site], Executor]:
-    """Site -> its executor (the local one keeps job state under the site's output_dir)."""
-    cache: dict[str, Executor] = {}
+def executor_factory(paths: SitePaths) -> ExecutorFactory:
+    """Site -> its executor, one per executor and output_dir (``paths``: the workspace)."""
+    cache: dict[tuple[str, str], Executor] = {}
 
     def make(site: Site) -> Executor:
-        key = f"{site.executor}:{site.output_dir}"
+        key = (site.executor, site.output_dir)
         if key not in cache:
-            if site.executor == "slurm":
-                from tunegit.executors.slurm import SlurmExecutor
-
-                cache[key] = SlurmExecutor(slurm_runner)
-            else:
-                from tunegit.executors.local import LocalExecutor
-
-                cache[key] = LocalExecutor(ws.site_dir(site.output_dir) / JOBS_DIR)
+            cache[key] = backend(site.executor).create(site, paths)
         return cache[key]
 
     return make

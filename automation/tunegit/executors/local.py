@@ -7,6 +7,10 @@ job outlives the tunegit process that started it and any later process
 by its deterministic name, or cancel it. Dependencies are not enforced here
 (``supports_dependencies = False``): the reconcile loop submits an evaluation
 only once its checkpoint exists.
+
+As a registered backend (``create``, ``poll_backoff``, ``wake_files``): job state lives
+under the site's output_dir, polls are every 2 s, and the wrapper's last act (moving in
+``rc``) wakes the watcher.
 """
 
 from __future__ import annotations
@@ -16,13 +20,10 @@ import datetime as dt
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
-from tunegit.executors.base import JobObservation, JobPlan, Poll
-from tunegit.files import utc_now
 from tunegit.core.states import (
     JOB_CANCELLED,
     JOB_COMPLETED,
@@ -31,6 +32,21 @@ from tunegit.core.states import (
     REASON_CANCELLED,
     REASON_NON_ZERO_EXIT,
 )
+from tunegit.executors.base import (
+    Backoff,
+    JobObservation,
+    JobPlan,
+    Poll,
+    SitePaths,
+    WakeFile,
+    job_environment,
+)
+from tunegit.files import utc_now
+from tunegit.spec.site import Site
+
+JOBS_DIR = ".tunegit-jobs"  # under the site's output_dir: one directory per job
+JOB_END_FILE = "rc"  # the wrapper moves it in when the job ends
+POLL_S = 2.0  # a poll reads a few small files: cheap
 
 # The wrapper records the exit code atomically; `exec` keeps the job's process group.
 WRAPPER = (
@@ -173,12 +189,19 @@ class LocalExecutor:
                 os.killpg(int(pid_text), signal.SIGTERM)
 
 
-def job_environment() -> dict[str, str]:
-    """This environment, with the running Python's bin directory first on PATH."""
-    env = dict(os.environ)
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("HF_DATASETS_OFFLINE", "1")
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
+# --- the backend: what the loop knows of this executor ----------------------------------------
+
+def jobs_dir(site: Site, paths: SitePaths) -> Path:
+    return paths.site_dir(site.output_dir) / JOBS_DIR
+
+
+def create(site: Site, paths: SitePaths) -> LocalExecutor:
+    return LocalExecutor(jobs_dir(site, paths))
+
+
+def poll_backoff(site: Site) -> Backoff:
+    return Backoff(base_s=POLL_S, jitter=0.0)
+
+
+def wake_files(site: Site, paths: SitePaths) -> tuple[WakeFile, ...]:
+    return (WakeFile(jobs_dir(site, paths), JOB_END_FILE),)

@@ -18,12 +18,14 @@ Names and ids, and finding jobs again after a crash:
   ``poll((), names=[every name it may have submitted])`` before submitting again;
   this works while squeue still lists the job (live, or up to MinJobAge after
   it ended). The caller must store the ids ``submit`` returns right away.
+
+As a registered backend (``create``, ``poll_backoff``, ``wake_files``): polls follow the
+site's ``slurm.poll_interval_s`` with jitter, doubling while the scheduler does not answer;
+nothing here wakes the watcher (job states are the scheduler's, asked on the timer).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import random
 import subprocess
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import tzinfo
@@ -32,8 +34,20 @@ from typing import Protocol
 
 from tunegit.core import states
 from tunegit.executors import slurm_parse as sp
-from tunegit.executors.base import JobObservation, JobPlan, Poll, Resources, SubmitError
+from tunegit.executors.base import (
+    Backoff,
+    JobObservation,
+    JobPlan,
+    Poll,
+    Resources,
+    SchedulerError,
+    SitePaths,
+    SubmitError,
+    WakeFile,
+    job_environment,
+)
 from tunegit.files import write_if_changed
+from tunegit.spec.site import Site
 
 COMMAND_TIMEOUT_S = 60.0
 VANISHED_TASK = "ArrayTaskVanished"
@@ -54,20 +68,22 @@ def run_command(argv: Sequence[str]) -> Completed:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
 
 
+def job_runner(argv: Sequence[str]) -> Completed:
+    """``run_command`` with the job environment: sbatch exports it to the job (--export=ALL),
+    so jobs find this Python's `tune` and `inspect` like local jobs do."""
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
+                          env=job_environment())
+
+
 # What sbatch prints when SLURM itself refuses a job (bad partition, over QOS, ...).
 REFUSED = "Batch job submission failed"
-
-
-class SchedulerError(RuntimeError):
-    """A SLURM command failed in a way the caller should retry later (not a job failure)."""
 
 
 class PartialSubmitError(SubmitError):
     """A submit stopped part way: ``submitted`` holds the ids that did go in."""
 
     def __init__(self, job_name: str, message: str, submitted: Mapping[str, str]):
-        super().__init__(job_name, message)
-        self.submitted = dict(submitted)
+        super().__init__(job_name, message, submitted)
 
 
 class SlurmExecutor:
@@ -228,7 +244,9 @@ class SlurmExecutor:
             return
         result = self._call(sp.scancel_argv(sorted(job_ids)))
         if isinstance(result, str):
-            raise SchedulerError(result)
+            raise SchedulerError(f"the scheduler did not cancel {', '.join(sorted(job_ids))}: "
+                                 f"{result}", hint="nothing was recorded as cancelled (the jobs "
+                                 "may still run): run the same `tunegit cancel` again")
 
 
 # ---------------------------------------------------------------- helpers
@@ -295,21 +313,17 @@ def vanished_tasks(
     return found
 
 
-@dataclasses.dataclass(frozen=True)
-class Backoff:
-    """Poll interval: grows while nothing changes or the scheduler errs, with seeded jitter.
+# ---------------------------------------------------------------- the backend
 
-    ``delay(attempt)`` is a pure function of (attempt, seed): attempt 0 right after
-    a change, +1 for each quiet or failed cycle.
-    """
 
-    base_s: float = 30.0
-    max_s: float = 600.0
-    factor: float = 2.0
-    jitter: float = 0.1
-    seed: int = 0
+def create(site: Site, paths: SitePaths) -> SlurmExecutor:
+    return SlurmExecutor(job_runner)
 
-    def delay(self, attempt: int) -> float:
-        raw = min(self.max_s, self.base_s * self.factor ** min(max(0, attempt), 64))
-        spread = random.Random(f"{self.seed}:{attempt}").uniform(-self.jitter, self.jitter)
-        return round(raw * (1 + spread), 3)
+
+def poll_backoff(site: Site) -> Backoff:
+    base = site.slurm.poll_interval_s
+    return Backoff(base_s=base, max_s=max(Backoff.max_s, base), jitter=0.1)
+
+
+def wake_files(site: Site, paths: SitePaths) -> tuple[WakeFile, ...]:
+    return ()

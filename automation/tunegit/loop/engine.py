@@ -8,28 +8,13 @@ Each executor is asked once per cycle for the jobs of all experiments (`poll_all
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tunegit.edges import harvest
-from tunegit.edges.analysis import Analysis, analyse
-from tunegit.edges.crashpoints import crashpoint
-from tunegit.errors import PlanError, TunegitError
+from tunegit.core import records
 from tunegit.core.jobplan import JobPlan, log_path
-from tunegit.executors.base import Executor, Poll, SubmitError
-from tunegit.files import read_status, tail, write_if_changed
 from tunegit.core.reconcile import Submission, decide, live_job_ids, wanted_names
-from tunegit.core.records import CycleResult, Transition
-from tunegit.edges.scaffold import (
-    CONFLICT,
-    apply_writes,
-    conflicted_runs,
-    plan_writes,
-    render_context,
-    render_files,
-    run_files_hash,
-)
-from tunegit.spec.site import Site
+from tunegit.core.records import CycleError, CycleResult, Transition
 from tunegit.core.states import (
     FAILED,
     JOB_COMPLETED,
@@ -41,15 +26,28 @@ from tunegit.core.states import (
     SUBMITTED,
 )
 from tunegit.core.status import StatusFile, dump, initial, sync
-from tunegit.tools import RenderContext, get_evaluation, get_preparation
+from tunegit.edges import harvest
+from tunegit.edges.analysis import Analysis, analyse
+from tunegit.edges.crashpoints import crashpoint
+from tunegit.edges.scaffold import (
+    CONFLICT,
+    apply_writes,
+    conflicted_runs,
+    plan_writes,
+    render_context,
+    render_files,
+    run_files_hash,
+)
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
+from tunegit.errors import PlanError, TunegitError
+from tunegit.executors import ExecutorFactory
+from tunegit.executors.base import Executor, Poll, SubmitError
+from tunegit.files import read_status, tail, write_if_changed
+from tunegit.tools import RenderContext, get_evaluation, get_preparation
 
-__all__ = ["SCHEDULER_UNANSWERED", "CycleResult", "ExecutorFactory", "Transition", "cycle"]
+__all__ = ["CycleError", "CycleResult", "ExecutorFactory", "Transition", "cycle"]
 
-ExecutorFactory = Callable[[Site], Executor]
 LOG_TAIL = 20_000
-# Marks a cycle error meaning "states unknown this cycle" (callers back off, never fail).
-SCHEDULER_UNANSWERED = "scheduler not answering"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +55,7 @@ class ExperimentResult:
     transitions: tuple[Transition, ...]
     written: bool
     status: StatusFile
-    errors: tuple[str, ...]
+    errors: tuple[CycleError, ...]
 
 
 def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: str | None,
@@ -70,7 +68,7 @@ def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: s
     """
     transitions: list[Transition] = []
     written: list[Path] = []
-    errors: list[str] = []
+    errors: list[CycleError] = []
     live = pending = 0
     prepared = []
     for name in experiments:
@@ -97,10 +95,11 @@ def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: s
     return CycleResult(tuple(transitions), tuple(written), live, pending, tuple(errors))
 
 
-def _failure(name: str, exc: TunegitError) -> str:
+def _failure(name: str, exc: TunegitError) -> CycleError:
     if isinstance(exc, PlanError):
-        return f"{name}: invalid plan; nothing submitted until it is fixed:\n{exc.format()}"
-    return f"{name}: {exc.format()}"
+        return CycleError(name, records.INVALID_PLAN,
+                          f"invalid plan; nothing submitted until it is fixed:\n{exc.format()}")
+    return CycleError(name, records.STOPPED, exc.format())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +112,7 @@ class Prepared:
     ctx: RenderContext
     files: Mapping[str, str]
     conflicts: frozenset[str]
-    errors: tuple[str, ...]
+    errors: tuple[CycleError, ...]
     status: StatusFile
     job_ids: tuple[str, ...]
     names: tuple[str, ...]
@@ -156,8 +155,9 @@ def prepare(ws: Workspace, name: str, *, plan_commit: str | None, executor_for: 
     actions = plan_writes(a.work_dir, files)
     apply_writes(a.work_dir, files, [x for x in actions if x.action != CONFLICT])
     crashpoint("after_render")
-    errors = tuple(f"{name}: {x.path} was {x.detail}; not overwritten, its run is held "
-                   f"(hint: `tunegit scaffold {name} --force` to overwrite)"
+    errors = tuple(CycleError(name, records.CONFLICT,
+                              f"{x.path} was {x.detail}; not overwritten, its run is held "
+                              f"(hint: `tunegit scaffold {name} --force` to overwrite)")
                    for x in actions if x.action == CONFLICT)
     return Prepared(name, a, executor, ctx, files, frozenset(conflicted_runs(actions)), errors,
                     status, tuple(live_job_ids(status)), tuple(wanted_names(name, status)))
@@ -168,8 +168,9 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> Exp
     a, ctx, name, executor, status = p.analysis, p.ctx, p.name, p.executor, p.status
     errors = list(p.errors)
     if not poll.ok:
-        errors.append(f"{name}: {SCHEDULER_UNANSWERED} ({poll.error}); "
-                      "states unknown this cycle, nothing submitted")
+        errors.append(CycleError(name, records.SCHEDULER_UNANSWERED,
+                                 f"scheduler not answering ({poll.error}); "
+                                 "states unknown this cycle, nothing submitted"))
     decision = decide(a.expansion, status, poll, experiment=name, now=now,
                       capacity=a.site.max_parallel if not executor.supports_dependencies else None,
                       dependencies=executor.supports_dependencies, logs=_failed_logs(status, poll))
@@ -233,7 +234,7 @@ def _planned(a: Analysis, sub: Submission) -> dict[str, object] | None:
 
 def _submit(executor: Executor, status: StatusFile, subs: Sequence[Submission], a: Analysis,
             ctx: RenderContext, files: Mapping[str, str], now: str, plan_commit: str | None,
-            ) -> tuple[StatusFile, tuple[Transition, ...], list[str]]:
+            ) -> tuple[StatusFile, tuple[Transition, ...], list[CycleError]]:
     if not subs:
         return status, (), []
     specs = {s.name: job_plan(s, a, ctx) for s in subs}
@@ -241,15 +242,16 @@ def _submit(executor: Executor, status: StatusFile, subs: Sequence[Submission], 
         spec.log.parent.mkdir(parents=True, exist_ok=True)
     known = {step.job_name: step.job_id for _, _, step in status.steps()
              if step.job_name and step.job_id}
-    errors: list[str] = []
+    errors: list[CycleError] = []
     crashpoint("before_sbatch")
     try:
         # Both executors take `known` (name -> id of jobs submitted earlier, for `after`).
         ids = executor.submit(list(specs.values()), known=known)
     except SubmitError as exc:
         # What did go in before the refusal is recorded like any other submission.
-        ids = dict(getattr(exc, "submitted", {}))
-        errors.append(f"{a.name}: the scheduler refused {exc.job_name}: {exc}")
+        ids = exc.submitted
+        errors.append(CycleError(a.name, records.SUBMIT_REFUSED,
+                                 f"the scheduler refused {exc.job_name}: {exc}"))
         refused = str(exc)
     else:
         refused = ""

@@ -14,14 +14,15 @@ from tunegit.spec.loader import FieldPath, Located, format_path
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_model(located: Located, cls: type[M]) -> M:
-    """Validate ``located.data`` as ``cls``; raise PlanError listing every problem, located."""
+def parse_model(located: Located, cls: type[M], context: dict[str, Any] | None = None) -> M:
+    """Validate ``located.data`` as ``cls`` (validators see ``context``); raise PlanError
+    listing every problem, located."""
     if not isinstance(located.data, dict):
         raise PlanError(problems=[Problem(
             located.file, f"expected a mapping of keys (like `name: ...`), got "
             f"{type(located.data).__name__}", 1, 1, hint="see `tunegit schema` for the keys")])
     try:
-        return cls.model_validate(located.data)
+        return cls.model_validate(located.data, context=context)
     except ValidationError as exc:
         errors = _drop_union_noise(located, list(exc.errors()))
         problems = [_problem(located, cls, err) for err in errors]
@@ -122,6 +123,8 @@ def _problem(located: Located, cls: type[BaseModel], err: Any) -> Problem:
 
 
 def _hint(kind: str, err: Any) -> str:
+    if "hint" in (err.get("ctx") or {}):  # a validator's own way out
+        return str(err["ctx"]["hint"])
     if kind.startswith("literal_error"):
         return f"use one of: {err.get('ctx', {}).get('expected', '')}"
     if kind in ("int_parsing", "int_type", "float_parsing", "float_type"):

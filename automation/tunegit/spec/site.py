@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from tunegit.spec.plan import Strict
 
 PositiveInt = Annotated[int, Field(gt=0)]
+# The validation context key naming the registered executors (the loader passes them: the
+# registry lives with the executors, which come after this module).
+EXECUTORS_CONTEXT = "executors"
 
 
 class Gpu(Strict):
@@ -50,7 +55,8 @@ class Environment(Strict):
 
 class Site(Strict):
     name: str = ""
-    executor: Literal["local", "slurm"] = "local"
+    executor: str = Field(default="local", description="Where jobs run: a registered "
+                          "executor, e.g. `local` (this machine) or `slurm`.")
     models_dir: str = Field(description="Base models live in <models_dir>/<model short name>.")
     data_dir: str = Field(default="", description="Relative dataset paths are looked up here "
                           "(after the repository root).")
@@ -65,6 +71,15 @@ class Site(Strict):
     slurm: Slurm = Slurm()
     environment: Environment = Environment()
     require_signed_commits: bool = False
+
+    @field_validator("executor")
+    @classmethod
+    def _registered(cls, value: str, info: ValidationInfo) -> str:
+        known: Collection[str] | None = (info.context or {}).get(EXECUTORS_CONTEXT)
+        if known is not None and value not in known:
+            raise PydanticCustomError("unknown_executor", "unknown executor {name}", {
+                "name": repr(value), "hint": "registered executors: " + ", ".join(sorted(known))})
+        return value
 
 
 def expand_path(value: str) -> str:

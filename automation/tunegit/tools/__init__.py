@@ -7,11 +7,10 @@ does not find its module already imported by this package.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Generic, TypeVar, cast
+from typing import TYPE_CHECKING
 
 from tunegit.errors import TunegitError
+from tunegit.registry import Registry
 from tunegit.tools.base import EvaluationTool, PreparationTool, RenderContext
 
 if TYPE_CHECKING:  # mypy checks that each backend module satisfies its Protocol
@@ -20,25 +19,7 @@ if TYPE_CHECKING:  # mypy checks that each backend module satisfies its Protocol
     _PREPARATION_CHECK: PreparationTool = torchtune
     _EVALUATION_CHECK: EvaluationTool = inspect_ai
 
-T = TypeVar("T")
-
 __all__ = ["EVALUATION", "PREPARATION", "RenderContext", "get_evaluation", "get_preparation"]
-
-
-class Registry(Mapping[str, T], Generic[T]):
-    """Tool name -> backend module, imported on access."""
-
-    def __init__(self, modules: Mapping[str, str]):
-        self._modules = dict(modules)
-
-    def __getitem__(self, name: str) -> T:
-        return cast(T, importlib.import_module(self._modules[name]))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._modules)
-
-    def __len__(self) -> int:
-        return len(self._modules)
 
 
 PREPARATION: Registry[PreparationTool] = Registry({"torchtune": "tunegit.tools.torchtune"})

@@ -1,0 +1,218 @@
+"""One watcher cycle: follow the protected branch, reconcile, commit status, push.
+
+`reconcile_once`, for cron, scrontab or the `watch` daemon (loop.daemon):
+
+1. lock the checkout (a second watcher on it exits quietly);
+2. commit status files a crashed cycle wrote but did not commit (never lose one);
+3. fetch the protected branch only and fast-forward (own unpushed commits replay);
+4. pick experiments that human commits changed since the last reconciled commit, or that
+   had live jobs or work left after the last cycle (the saved state: an idle cycle reads
+   no status file);
+5. refuse those whose site requires signed commits when the plan commit is not (loop.trust);
+6. `engine.cycle(...)` with plan_commit = the newest human commit on the branch;
+7. at most one commit for the status files written, then push (rebase and retry);
+8. record the reconciled commit in .git/tunegit-state.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import git
+
+from tunegit.core import status as status_mod
+from tunegit.core.records import CycleError, CycleResult
+from tunegit.core.states import LIVE_STATES, PENDING
+from tunegit.edges.crashpoints import crashpoint
+from tunegit.edges.gitstore import GitStore, GitStoreError, PushResult, status_message
+from tunegit.edges.workspace import STATUS_FILE, Workspace
+from tunegit.executors import ExecutorFactory, executor_factory
+from tunegit.files import read_status, utc_now, write_if_changed
+from tunegit.loop import engine
+from tunegit.loop.trust import untrusted
+
+STATE_FILE = "tunegit-state.json"
+LOCK_FILE = "tunegit.lock"
+
+CycleFn = Callable[..., CycleResult]
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchConfig:
+    root: Path
+    remote: str = "origin"
+    branch: str = "main"
+    push_attempts: int = 5
+    backoff_s: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchState:
+    """What the last cycle left behind (in .git/, never committed)."""
+
+    reconciled: str | None = None  # the protected branch tip last acted on
+    active: tuple[str, ...] = ()  # experiments with work left after the last cycle
+
+    @classmethod
+    def load(cls, path: Path) -> WatchState:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        return cls(data.get("reconciled"), tuple(data.get("active") or ()))
+
+    def save(self, path: Path) -> None:
+        text = json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+        write_if_changed(path, text)
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleReport:
+    plan_commit: str
+    experiments: tuple[str, ...]
+    transitions: int = 0
+    commit: str | None = None
+    push: PushResult | None = None
+    errors: tuple[CycleError, ...] = ()
+    live: int = 0
+    pending: int = 0
+    skipped: str = ""  # why nothing ran (another watcher holds the lock)
+
+    def summary(self) -> str:
+        if self.skipped:
+            return self.skipped
+        head = f"{self.plan_commit[:10]}: "
+        if not self.experiments:
+            return head + "nothing to reconcile"
+        text = (f"{len(self.experiments)} experiment(s), {self.transitions} transition(s), "
+                f"{self.live} live, {self.pending} pending")
+        if self.commit:
+            text += f"; committed {self.commit[:10]}"
+        if self.push is not None and not self.push.pushed:
+            text += f"; push failed after {self.push.attempts} attempt(s), kept local: " \
+                    f"{self.push.error}"
+        return head + text
+
+
+# --- pure: which experiments ------------------------------------------------------------------
+
+def has_work(status: status_mod.StatusFile | None, *, pending: bool) -> bool:
+    if status is None:
+        return pending
+    states = {step.status for _, _, step in status.steps()}
+    return bool(states & LIVE_STATES) or (pending and PENDING in states)
+
+
+def select(all_names: Sequence[str], changed: set[str] | None, recovered: set[str],
+           active: Sequence[str]) -> tuple[str, ...]:
+    """Changed (None: everything), recovered from a crash, or with work left last cycle;
+    only existing plans."""
+    wanted = set(all_names) if changed is None else changed | recovered | set(active)
+    return tuple(n for n in all_names if n in wanted)
+
+
+# --- I/O --------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def locked(git_dir: Path) -> Iterator[bool]:
+    """A non-blocking exclusive lock on the checkout: yields False when another holds it."""
+    with (git_dir / LOCK_FILE).open("w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _status_of(ws: Workspace, name: str) -> status_mod.StatusFile | None:
+    try:
+        return read_status(ws.experiment_dir(name) / STATUS_FILE)
+    except (status_mod.StatusFormatError, ValueError):
+        return None
+
+
+def recover(store: GitStore) -> list[str]:
+    """Commit status files a crashed cycle wrote but did not commit; refuse anything else.
+
+    Returns the experiments whose files it committed (the next cycle looks at them again)."""
+    dirty = store.dirty_paths()
+    if not dirty or not all(Path(p).name == STATUS_FILE for p in dirty):
+        return []  # clean, or a human's change: sync() refuses it with the way out
+    names = [p.split("/")[1] for p in dirty if p.startswith("experiments/")]
+    store.commit(dirty, status_message([], None, names))
+    return names
+
+
+def reconcile_once(config: WatchConfig, *, executor_for: ExecutorFactory | None = None,
+                   now: Callable[[], str] = utc_now, cycle: CycleFn | None = None,
+                   sleep: Callable[[float], None] = time.sleep) -> CycleReport:
+    store = GitStore(config.root, remote=config.remote, branch=config.branch,
+                     attempts=config.push_attempts, backoff_s=config.backoff_s, sleep=sleep)
+    with locked(store.git_dir) as ok:
+        if not ok:
+            return CycleReport("", (), skipped="another reconcile holds the lock; skipped")
+        try:
+            return _cycle(store, executor_for, now, cycle or engine.cycle)
+        except git.GitCommandError as exc:  # any git failure is a clear stop, never a traceback
+            raise GitStoreError(f"{store.root}: `git {_subcommand(exc)}` failed: "
+                                f"{_stderr_text(exc)}",
+                                hint="nothing was pushed by this cycle; fix the checkout, and "
+                                "the next cycle retries (status already written is kept)"
+                                ) from exc
+
+
+def _subcommand(exc: git.GitCommandError) -> str:
+    argv = exc.command if isinstance(exc.command, list) else str(exc.command).split()
+    return " ".join(str(a) for a in argv[1:3])
+
+
+def _stderr_text(exc: git.GitCommandError) -> str:
+    text = exc.stderr if isinstance(exc.stderr, str) else str(exc.stderr or "")
+    return text.strip().removeprefix("stderr:").strip().strip("'").strip() or str(exc)
+
+
+def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
+           now: Callable[[], str], cycle: CycleFn) -> CycleReport:
+    state_path = store.git_dir / STATE_FILE
+    state = WatchState.load(state_path)
+    recovered = recover(store)
+    synced = store.sync()
+    plan_commit = store.plan_head(synced.remote)
+    ws = Workspace(store.root)
+    # Live or pending work is what the last cycle left (state.active): only this watcher
+    # writes status files, and a human commit that changes one shows in `changed`. Without a
+    # saved state, `changed` is None: every experiment is read once.
+    chosen = select(ws.experiments(), store.changed_experiments(state.reconciled, synced.remote),
+                    set(recovered), state.active)
+    refused = untrusted(store, ws, chosen, plan_commit, synced.remote)
+    allowed = tuple(n for n in chosen if n not in {e.experiment for e in refused})
+    result = CycleResult((), (), 0, 0)
+    commit = None
+    if allowed:
+        result = cycle(ws, allowed, now=now(), plan_commit=plan_commit,
+                       executor_for=executor_for or executor_factory(ws))
+        if result.written:
+            message = status_message(result.transitions, plan_commit, _names(result))
+            crashpoint("before_commit")
+            commit = store.commit(result.written, message)
+            crashpoint("after_commit")
+    push = store.push() if store.unpushed() else None
+    active = tuple(n for n in chosen if has_work(_status_of(ws, n), pending=True))
+    crashpoint("before_state_save")
+    WatchState(synced.remote, active).save(state_path)
+    return CycleReport(plan_commit, chosen, len(result.transitions), commit, push,
+                       refused + result.errors, result.live, result.pending)
+
+
+def _names(result: CycleResult) -> list[str]:
+    return [Path(p).parent.name for p in result.written]
