@@ -39,9 +39,9 @@ from perf_lab import alternate, archive, git, git_env, machine, make_lab, plan_t
 
 from tunegit.core import status as status_mod
 from tunegit.core.expand import expand
-from tunegit.edges.gitstore import GitStore, status_message
 from tunegit.core.records import Transition
 from tunegit.core.states import COMPLETED, RUNNING, SUBMITTED
+from tunegit.edges.gitstore import GitStore, status_message
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 from tunegit.files import read_status, write_if_changed
 

@@ -3,7 +3,8 @@
 Builds (in a temp dir) a bare origin holding a lab repository (--experiments plans x --runs
 runs, perf_lab.make_lab: 80 % completed with metrics, the rest pending, none live) and a
 watcher clone whose state says the origin's tip was already reconciled. Then, in this
-process, with a counting executor (no scheduler is touched here: perf_slurm.py does that):
+process, with a fake executor that answers "pending" and records its calls (tests/fakes.py;
+no scheduler is touched here: perf_slurm.py does that):
 
 1. nothing-to-do cycles (`cycle.reconcile_once`): CPU time per cycle (this process and its
    git children, from getrusage), files opened (audit hook `open`), runs_status.yaml files
@@ -30,44 +31,17 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from perf_lab import git, git_env, machine, make_lab, plan_text
 
-from tunegit.executors.base import JobObservation, JobPlan, Poll
-from tunegit.loop.cycle import STATE_FILE, WatchConfig, WatchState, has_work, reconcile_once
+from fakes import PendingExecutor
 from tunegit.edges.workspace import STATUS_FILE, Workspace
 from tunegit.files import read_status
-
-
-class CountingExecutor:
-    """Answers every poll with "still pending"; counts calls (no scheduler involved)."""
-
-    name = "counting"
-    supports_dependencies = True
-
-    def __init__(self) -> None:
-        self.polls = 0
-        self.submits = 0
-        self.next_id = 1000
-
-    def submit(self, jobs: Sequence[JobPlan], *, known: object = None) -> dict[str, str]:
-        self.submits += 1
-        ids = {}
-        for job in jobs:
-            self.next_id += 1
-            ids[job.name] = str(self.next_id)
-        return ids
-
-    def poll(self, job_ids: Collection[str], names: Collection[str] = ()) -> Poll:
-        self.polls += 1
-        return Poll({i: JobObservation(i, "PENDING") for i in job_ids}, {})
-
-    def cancel(self, job_ids: Collection[str]) -> None:
-        pass
+from tunegit.loop.cycle import STATE_FILE, WatchConfig, WatchState, has_work, reconcile_once
 
 
 class Audit:
@@ -124,10 +98,10 @@ def setup(base: Path, experiments: int, runs: int) -> tuple[Path, Path, dict[str
     return seed, watcher, env
 
 
-def measure(config: WatchConfig, audit: Audit, executor: CountingExecutor, cycles: int,
+def measure(config: WatchConfig, audit: Audit, executor: PendingExecutor, cycles: int,
             ) -> dict[str, float]:
     audit.reset()
-    polls0 = executor.polls
+    polls0 = len(executor.polls)
     cpu0, wall0 = cpu_s(), time.perf_counter()
     audit.on = True
     chosen: set[str] = set()
@@ -139,7 +113,7 @@ def measure(config: WatchConfig, audit: Audit, executor: CountingExecutor, cycle
     return {"cpu_ms": (cpu_s() - cpu0) * 1000 / cycles,
             "wall_ms": (time.perf_counter() - wall0) * 1000 / cycles,
             "opens": sum(audit.opens.values()) / cycles, "status_opens": status / cycles,
-            "git": audit.procs / cycles, "polls": (executor.polls - polls0) / cycles,
+            "git": audit.procs / cycles, "polls": (len(executor.polls) - polls0) / cycles,
             "reconciled": len(chosen)}
 
 
@@ -172,7 +146,7 @@ def main() -> int:
                         help="experiments of the repository the RSS cycles run on")
     args = parser.parse_args()
     audit = Audit()
-    executor = CountingExecutor()
+    executor = PendingExecutor(first_id=1001)
     with tempfile.TemporaryDirectory(prefix="tunegit-perf-reconcile-") as tmp:
         base = Path(tmp)
         seed, watcher, env = setup(base, args.experiments, args.runs)

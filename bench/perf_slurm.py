@@ -30,13 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from perf_lab import REPO, machine, tiny_slurm_plan
 from slurm_calls import Meter, counting_path, print_rows, submit_held
 
-from tunegit.loop import engine
 from tunegit.core import status as status_mod
-from tunegit.executors import executor_factory
-from tunegit.executors.slurm import SlurmExecutor
 from tunegit.core.expand import expand
 from tunegit.core.states import SUBMITTED
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
+from tunegit.executors import executor_factory
+from tunegit.executors.slurm import SlurmExecutor
+from tunegit.loop import engine
 
 
 def make_repo(root: Path, experiments: int, jobs: list[str]) -> list[str]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# The git fixtures (git_env, origin, tunegit_on_path) for every test module.
+pytest_plugins = ["gitfixtures"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

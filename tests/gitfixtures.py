@@ -1,9 +1,7 @@
 """Real git in tmp dirs for tests: isolated config, a bare "origin", clones, a $HOME guard.
 
-Import the fixtures you use into a test module (pytest finds them there by their
-`name=`, so a test's `origin` parameter does not shadow an import):
-
-    from gitfixtures import git_env_fixture, origin_fixture  # noqa: F401
+tests/conftest.py registers this module as a plugin, so its fixtures (`git_env`, `origin`,
+`tunegit_on_path`) reach every test by name; test modules import only the helpers.
 """
 
 from __future__ import annotations
@@ -18,48 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from planfixtures import GITIGNORE, LOCAL_FILES, make_repo
+
 REPO = Path(__file__).resolve().parents[1]
 AUTOMATION = REPO / "automation"
 TESTS = Path(__file__).resolve().parent
-SEED_FILES = ("sites/local.yaml", "tasks/capitalization/eval.py",
-              "tasks/capitalization/input/words_5L_80P_200.json")
-SMALL_PLAN = """\
-name: {name}
-type: sanity_check
-question: Does the GitOps loop work?
-site: local
-tools: {{preparation: torchtune, evaluation: inspect-ai}}
-models: [tunegit/tiny-llama]
-dataset: {{path: tasks/capitalization/input/words_5L_80P_200.json}}
-factors:
-  lora_rank: {ranks}
-controls: false
-run_name: "tiny-llama_rank{{lora_rank}}"
-training:
-  epochs: 1
-  learning_rate: {lr}
-  batch_size: 4
-  packed: false
-  max_seq_len: 256
-  validation: false
-  gpus: 1
-  system_prompt: ""
-  seed: 0
-  max_steps_per_epoch: 5
-evaluation:
-  epochs: last
-  tasks:
-    - name: capitalization
-      script: tasks/capitalization/eval.py
-      dataset: training
-      max_tokens: 8
-"""
-
-
-def plan_text(name: str, ranks: Sequence[int] = (8,), lr: str = "1.0e-2") -> str:
-    return SMALL_PLAN.format(name=name, ranks=list(ranks), lr=lr)
-
-
 # --- environment ------------------------------------------------------------------------------
 
 @pytest.fixture(name="git_env")
@@ -104,13 +65,6 @@ def commit_all(cwd: Path, message: str, *, author: str = "Test Author") -> str:
     return git(cwd, "rev-parse", "HEAD").strip()
 
 
-def seed_tree(dest: Path) -> None:
-    for rel in SEED_FILES:
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / rel, dest / rel)
-    (dest / ".gitignore").write_text(".tunegit/\n__pycache__/\n")
-
-
 @pytest.fixture(name="origin")
 def origin_fixture(git_env: Path, tmp_path: Path) -> Path:
     """A bare origin whose main holds the local site and the capitalization task."""
@@ -118,7 +72,7 @@ def origin_fixture(git_env: Path, tmp_path: Path) -> Path:
     git(tmp_path, "init", "-q", "--bare", str(bare))
     seed = tmp_path / "seed"
     git(tmp_path, "clone", "-q", str(bare), str(seed))
-    seed_tree(seed)
+    make_repo(seed, files=LOCAL_FILES, gitignore=GITIGNORE)
     commit_all(seed, "Seed: site and task")
     git(seed, "push", "-q", "origin", "HEAD:main")
     shutil.rmtree(seed)

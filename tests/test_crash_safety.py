@@ -27,20 +27,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitfixtures import (  # noqa: F401 (pytest fixtures)
-    AUTOMATION,
-    REPO,
-    clone,
-    commit_all,
-    git,
-    git_env_fixture,
-    origin_fixture,
-    tunegit,
-)
+from gitfixtures import AUTOMATION, REPO, clone, commit_all, git, tunegit
+from planfixtures import WHOLE_EPOCH, tiny_plan
 from test_slurm_executor import cluster_state
+from tunegit.core.states import LIVE_STATES, TERMINAL_STATES
 from tunegit.edges.crashpoints import ENV, POINTS
 from tunegit.edges.gitstore import GitStore
-from tunegit.core.states import LIVE_STATES, TERMINAL_STATES
 from tunegit.edges.workspace import STATUS_FILE
 
 _DOWN = cluster_state()
@@ -48,25 +40,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm, pytest.mark.skipif(bool(_DOWN
               pytest.mark.usefixtures("git_env")]
 
 SITE = "crash-slurm"
-PLAN = """\
-name: {name}
-type: sanity_check
-question: Does a killed watcher ever submit twice or lose a status change?
-site: {site}
-tools: {{preparation: torchtune, evaluation: inspect-ai}}
-models: [tunegit/tiny-llama-absent]
-dataset: {{path: tasks/capitalization/input/words_5L_80P_200.json}}
-factors: {{lora_rank: {ranks}}}
-controls: false
-run_name: "tiny-llama_rank{{lora_rank}}"
-training: {{epochs: 1, learning_rate: 1.0e-2, batch_size: 8, packed: false, max_seq_len: 64,
-           validation: false, gpus: 1, system_prompt: "", seed: 0}}
-evaluation:
-  epochs: last
-  tasks:
-    - {{name: capitalization, script: tasks/capitalization/eval.py, dataset: training,
-       max_tokens: 8}}
-"""
+
+
+def crash_plan(name: str, site: str, ranks: list[int]) -> str:
+    """One tiny run per rank; the model is absent, so a job that starts fails in a second."""
+    return tiny_plan(name, question="Does a killed watcher ever submit twice or lose a status "
+                     "change?", site=site, models=["tunegit/tiny-llama-absent"],
+                     factors={"lora_rank": ranks}, training=WHOLE_EPOCH)
 
 
 def site_text(hold: bool) -> str:
@@ -141,7 +121,7 @@ def setup_repo(origin: Path, tmp_path: Path, ranks: list[int], hold: bool) -> tu
     (laptop / f"sites/{SITE}.yaml").write_text(site_text(hold))
     plan = laptop / "experiments" / name / "experiment.yaml"
     plan.parent.mkdir(parents=True)
-    plan.write_text(PLAN.format(name=name, site=SITE, ranks=ranks))
+    plan.write_text(crash_plan(name, SITE, ranks))
     assert tunegit(["-C", str(laptop), "check", "--write", "-q", f"experiments/{name}"]) == 0
     commit_all(laptop, f"Plan {name}")
     git(laptop, "push", "-q", "origin", "HEAD:main")

@@ -1,4 +1,5 @@
-"""Capitalization datasets: seed 001's format, deterministic, and the committed demo file."""
+"""Capitalization datasets: the words_<L>L_80P_<N>.json format, deterministic, and the committed
+demo file."""
 
 from __future__ import annotations
 

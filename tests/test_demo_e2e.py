@@ -8,16 +8,14 @@ runs_status.yaml, results), not accuracy: a 148k-parameter random model learns l
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from planfixtures import DEMO, LOCAL_FILES, make_repo
 from tunegit.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.train,
@@ -29,24 +27,9 @@ pytestmark = [
 ]
 
 
-def make_repo(dest: Path) -> Path:
-    for rel in (
-        "experiments/demo_capitalization/experiment.yaml",
-        "sites/local.yaml",
-        "tasks/capitalization/eval.py",
-        "tasks/capitalization/input/words_5L_80P_200.json",
-    ):
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / rel, dest / rel)
-    (dest / ".gitignore").write_text(".tunegit/\n")
-    subprocess.run(["git", "init", "-q", "-b", "main", str(dest)], check=True)
-    subprocess.run(["git", "-C", str(dest), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(dest), "commit", "-qm", "demo"], check=True)
-    return dest
-
-
 def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = make_repo(tmp_path / "repo")
+    repo = make_repo(tmp_path / "repo", files=LOCAL_FILES, experiments=(DEMO,),
+                     gitignore=".tunegit/\n", commit="demo")
     assert main(["-C", str(repo), "check", "--write", "-q"]) == 0
     assert main(["-C", str(repo), "tiny-model"]) == 0
     assert main(["-C", str(repo), "run", "demo_capitalization", "--poll", "1"]) == 0

@@ -19,8 +19,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from test_local_executor import FAILING_PLAN, make_repo
+from planfixtures import LOCAL_FILES
 from test_crash_safety import SBATCH_HEADER
+from test_local_executor import failing_plan, job_repo
 from test_slurm_executor import cluster_state
 from tunegit import cli
 from tunegit.cli import main
@@ -28,11 +29,11 @@ from tunegit.commands import cancel as cancel_cmd
 from tunegit.commands import retry as retry_cmd
 from tunegit.commands import run as run_cmd
 from tunegit.core.records import SCHEDULER_UNANSWERED
-from tunegit.loop.engine import cycle
-from tunegit.executors import executor_factory
 from tunegit.core.status import StatusFile
 from tunegit.edges.workspace import STATUS_FILE, Workspace
+from tunegit.executors import executor_factory
 from tunegit.files import read_status, utc_now
+from tunegit.loop.engine import cycle
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = "demo_capitalization"
@@ -129,7 +130,8 @@ def sacct_state(job_id: str) -> str:
 
 def test_demo_on_slurm_survives_a_crash_between_sbatch_and_the_status_write(
         tmp_path: Path, calls: Calls, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = make_repo(tmp_path / "repo", sites=("local.yaml", f"{SITE}.yaml"), demo=True)
+    repo = job_repo(tmp_path / "repo", files=(*LOCAL_FILES, f"sites/{SITE}.yaml"),
+                    experiments=(DEMO,))
     demo = fresh(DEMO)
     demo_as(repo, demo)
     assert main(["-C", str(repo), "check", "--write", "-q"]) == 0
@@ -187,8 +189,8 @@ def test_demo_on_slurm_survives_a_crash_between_sbatch_and_the_status_write(
 def test_failed_finetune_blocks_its_evaluations_and_slurm_cancels_them(
         tmp_path: Path, calls: Calls) -> None:
     name = fresh("fail_blocks_slurm")
-    repo = make_repo(tmp_path / "repo", sites=("local.yaml", f"{SITE}.yaml"),
-                     plans={name: FAILING_PLAN.format(name=name, site=SITE)})
+    repo = job_repo(tmp_path / "repo", files=(*LOCAL_FILES, f"sites/{SITE}.yaml"),
+                    plans={name: failing_plan(name, SITE)})
     assert main(["-C", str(repo), "tiny-model"]) == 0
     assert main(["-C", str(repo), "run", name, "--poll", "1"]) == 1  # a step failed
 
@@ -212,7 +214,7 @@ def test_scancel_is_cancelled_timeout_is_failed_then_retry_and_cancel(
                      ("epochs: 20", "epochs: 500"), ("controls: true", "controls: false")):
         assert old in plan
         plan = plan.replace(old, new)
-    repo = make_repo(tmp_path / "repo", sites=("local.yaml",), plans={name: plan})
+    repo = job_repo(tmp_path / "repo", plans={name: plan})
     site = (REPO / "sites" / f"{SITE}.yaml").read_text()
     assert "time_limit_max_minutes: 60" in site
     (repo / "sites" / "one-minute.yaml").write_text(  # SLURM's shortest limit: one minute
@@ -290,8 +292,8 @@ def test_run_backs_off_while_the_scheduler_does_not_answer_and_never_fails_a_job
 
     monkeypatch.setattr(run_cmd, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
     name = fresh("backoff")
-    repo = make_repo(tmp_path / "repo", sites=("local.yaml", f"{SITE}.yaml"),
-                     plans={name: FAILING_PLAN.format(name=name, site=SITE)})
+    repo = job_repo(tmp_path / "repo", files=(*LOCAL_FILES, f"sites/{SITE}.yaml"),
+                    plans={name: failing_plan(name, SITE)})
     assert main(["-C", str(repo), "run", name, "--poll", "1"]) == 130
     err = capsys.readouterr().err
     assert err.count("scheduler not answering") == 2

@@ -1,4 +1,4 @@
-"""Seed 001's estimation formulas as numbers, and the `estimate --json` machine form."""
+"""The estimation formulas as numbers, and the `estimate --json` machine form."""
 
 from __future__ import annotations
 

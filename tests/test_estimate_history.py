@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitfixtures import commit_all, git, git_env_fixture  # noqa: F401 - the git_env fixture
-from planfixtures import REPO, make_repo, run_cli, write_plan
-from tunegit.edges.calibration import held_out
+from gitfixtures import commit_all, git
+from planfixtures import MINIMAL, REPO, make_repo, run_cli, tiny_plan, write_plan
 from tunegit.core.logparse import parse_training_log
+from tunegit.edges.calibration import held_out
 from tunegit.edges.priors import load_repo_priors
 from tunegit.edges.workspace import Workspace
 
@@ -28,36 +28,26 @@ HISTORY = Path(__file__).parent / "fixtures" / "history"
 REAL_LOG = Path(__file__).parent / "fixtures" / "logs" / "torchtune-lora-1B-2epochs-slurm.out"
 TINY = "tunegit/tiny-llama"
 
-NEW_TINY = """\
-name: new_tiny
-type: sanity_check
-question: Will a new tiny-model plan be estimated from the history?
-site: local
-models: [tunegit/tiny-llama]
-dataset: {path: tasks/capitalization/input/words_5L_80P_200.json}
-factors: {lora_rank: [16]}
-run_name: "tiny_rank{lora_rank}"
-training: {epochs: 3, batch_size: 4, learning_rate: 1.0e-2, packed: false, max_seq_len: 256}
-evaluation:
-  epochs: last
-  tasks:
-    - {name: capitalization, script: tasks/capitalization/eval.py, dataset: training}
-"""
+# Three whole epochs of the tiny model; the site's defaults for everything else.
+NEW_TINY_PLAN = {
+    "question": "Will a new tiny-model plan be estimated from the history?", "tools": None,
+    "factors": {"lora_rank": [16]}, "controls": None, "run_name": "tiny_rank{lora_rank}",
+    "training": {"epochs": 3, "validation": None, "gpus": None, "system_prompt": None,
+                 "seed": None, "max_steps_per_epoch": None},
+    "evaluation": MINIMAL["evaluation"],
+}
+NEW_TINY = tiny_plan("new_tiny", **NEW_TINY_PLAN)
 
-NEW_1B = """\
-name: new_1b
-question: Will a new 1B plan on della be estimated from the real log?
-site: della
-models: [meta-llama/Llama-3.2-1B-Instruct]
-dataset: {path: tasks/capitalization/input/words_8L_80P_10000.json}
-factors: {lora_rank: [8]}
-run_name: "one_b_rank{lora_rank}"
-training: {epochs: 3, batch_size: 32, packed: false, max_seq_len: 2048}
-evaluation:
-  epochs: last
-  tasks:
-    - {name: capitalization_8L, script: tasks/capitalization/eval.py, dataset: training}
-"""
+# The 1B model on della, as the real torchtune log in the history ran it.
+NEW_1B = tiny_plan("new_1b", **{
+    **MINIMAL,
+    "question": "Will a new 1B plan on della be estimated from the real log?",
+    "dataset": {"path": "tasks/capitalization/input/words_8L_80P_10000.json"},
+    "factors": {"lora_rank": [8]}, "controls": None, "run_name": "one_b_rank{lora_rank}",
+    "training": {**MINIMAL["training"], "epochs": 3, "batch_size": 32, "max_seq_len": 2048},
+    "evaluation": {"tasks": [{"name": "capitalization_8L",
+                              "script": "tasks/capitalization/eval.py", "dataset": "training"}]},
+})
 
 
 @pytest.fixture
@@ -185,10 +175,9 @@ def test_history_in_git_is_what_the_estimate_reads(history_repo: Path) -> None:
     assert git(history_repo, "status", "--porcelain") == ""
 
 
-SWEEP_TINY = NEW_TINY.replace("name: new_tiny", "name: sweep_tiny").replace(
-    "factors: {lora_rank: [16]}",
-    "factors: {lora_rank: [8, 16], learning_rate: [1.0e-3, 3.0e-3, 1.0e-2]}").replace(
-    'run_name: "tiny_rank{lora_rank}"', 'run_name: "tiny_rank{lora_rank}_lr{learning_rate}"')
+SWEEP_TINY = tiny_plan("sweep_tiny", **{
+    **NEW_TINY_PLAN, "factors": {"lora_rank": [8, 16], "learning_rate": [1.0e-3, 3.0e-3, 1.0e-2]},
+    "run_name": "tiny_rank{lora_rank}_lr{learning_rate}"})
 
 
 def test_a_plan_is_fitted_once_per_run_shape_with_the_same_estimates(

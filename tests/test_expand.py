@@ -1,4 +1,5 @@
-"""Expansion: seed 001's and seed 002's worked examples as exact names and counts."""
+"""Expansion: the example experiments (a 2x2 model x rank comparison with controls, a rank x
+learning-rate sweep) as exact names and counts."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def plan(**overrides: Any) -> Plan:
     return Plan.model_validate(data)
 
 
-def test_2x2_factorial_gives_4_finetuned_and_2_controls_with_the_seed_names() -> None:
+def test_2x2_factorial_gives_4_finetuned_and_2_controls_with_the_example_names() -> None:
     exp = expand(example(EXAMPLE_8L))
     assert [r.name for r in exp.runs] == [
         "Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64",
@@ -92,7 +93,7 @@ def test_lora_alpha_is_twice_the_rank(rank: int) -> None:
     assert expand(plan(factors={"lora_rank": [rank]})).runs[0].lora_alpha == 2 * rank
 
 
-def test_seed_002_sweep_names() -> None:
+def test_rank_by_learning_rate_sweep_names() -> None:
     exp = expand(example(EXAMPLE_SWEEP))
     assert [r.name for r in exp.runs] == [
         "rank8_lr1e-5", "rank8_lr5e-5", "rank16_lr1e-5", "rank16_lr5e-5",

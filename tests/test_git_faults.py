@@ -18,18 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from gitfixtures import (  # noqa: F401 (pytest fixtures)
-    clone,
-    commit_all,
-    git,
-    git_env_fixture,
-    origin_fixture,
-    plan_text,
-    tunegit,
-)
+from gitfixtures import clone, commit_all, git, tunegit
+from planfixtures import tiny_plan
 from tunegit.edges.gitstore import STALE_LOCK_S, GitStore, GitStoreError
-from tunegit.loop.cycle import WatchConfig, reconcile_once
 from tunegit.edges.workspace import STATUS_FILE
+from tunegit.loop.cycle import WatchConfig, reconcile_once
 
 pytestmark = pytest.mark.usefixtures("git_env")
 
@@ -38,7 +31,7 @@ def setup(origin: Path, tmp_path: Path, name: str = "exp1") -> tuple[Path, Path,
     laptop, watcher = clone(origin, tmp_path / "laptop"), clone(origin, tmp_path / "w")
     path = laptop / "experiments" / name / "experiment.yaml"
     path.parent.mkdir(parents=True)
-    path.write_text(plan_text(name))
+    path.write_text(tiny_plan(name))
     assert tunegit(["-C", str(laptop), "check", "--write", "-q", f"experiments/{name}"]) == 0
     sha = commit_all(laptop, f"Plan {name}")
     git(laptop, "push", "-q", "origin", "HEAD:main")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gitfixtures import clone, commit_all, git, git_env_fixture, origin_fixture  # noqa: F401 (pytest fixtures)
+from gitfixtures import clone, commit_all, git
+from tunegit.core.records import Transition
 from tunegit.edges.gitstore import (
     GitStore,
     GitStoreError,
@@ -17,7 +18,6 @@ from tunegit.edges.gitstore import (
     status_message,
     trailers,
 )
-from tunegit.core.records import Transition
 
 pytestmark = pytest.mark.usefixtures("git_env")
 

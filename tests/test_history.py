@@ -7,19 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from gitfixtures import (
-    commit_all,
-    git,
-    git_env_fixture,  # noqa: F401 (pytest fixtures)
-    plan_text,
-    seed_tree,
-    tunegit,
-)
+from gitfixtures import commit_all, git, tunegit
+from planfixtures import GITIGNORE, LOCAL_FILES, make_repo, tiny_plan
 from tunegit.core import status as status_mod
-from tunegit.edges.gitstore import GitStore, status_message
-from tunegit.edges.history import Revision, format_timeline, timeline
 from tunegit.core.records import Transition
 from tunegit.core.status import RunStatus, StatusFile, Step
+from tunegit.edges.gitstore import GitStore, status_message
+from tunegit.edges.history import Revision, format_timeline, timeline
 
 pytestmark = pytest.mark.usefixtures("git_env")
 
@@ -71,12 +65,12 @@ def test_history_from_a_real_repository(tmp_path: Path,
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
-    seed_tree(repo)
+    make_repo(repo, files=LOCAL_FILES, gitignore=GITIGNORE)
     commit_all(repo, "Seed")
     git(repo, "checkout", "-q", "-b", "plan-exp1")
     path = repo / "experiments/exp1/experiment.yaml"
     path.parent.mkdir(parents=True)
-    path.write_text(plan_text("exp1"))
+    path.write_text(tiny_plan("exp1"))
     assert tunegit(["-C", str(repo), "check", "--write", "-q"]) == 0
     commit_all(repo, "Plan exp1", author="Alice Planner")
     git(repo, "checkout", "-q", "main")
@@ -115,7 +109,7 @@ def test_history_of_an_unknown_experiment(tmp_path: Path,
     repo = tmp_path / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    seed_tree(repo)
+    make_repo(repo, files=LOCAL_FILES, gitignore=GITIGNORE)
     commit_all(repo, "Seed")
     assert tunegit(["-C", str(repo), "history", "ghost"]) == 1
     assert "no commits touch experiments/ghost" in capsys.readouterr().err

@@ -29,10 +29,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitfixtures import REPO, plan_text
+from gitfixtures import REPO
+from planfixtures import tiny_plan
 from tunegit.cli import main
 
-BASE = yaml.safe_load(plan_text("exp"))
+BASE = yaml.safe_load(tiny_plan("exp"))
 LOCATED = re.compile(r"^((warning: )?(experiments/exp|sites)/[^:\n]*(:\d+(:\d+)?)?: .+"
                      r"|  hint: .*|\d+ of \d+ experiment\(s\) failed the check|error: .+)$")
 DECLARED = {"tune", "inspect", "python3", "module"}

@@ -5,68 +5,41 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from tunegit.core import states
+from planfixtures import LOCAL_FILES, WHOLE_EPOCH, make_repo, tiny_plan
 from tunegit.cli import main
+from tunegit.core import states
+from tunegit.core.observe import FINISHED_JOB_STATES, status_from_observation
 from tunegit.executors.base import JobObservation, JobPlan
 from tunegit.executors.local import LocalExecutor
-from tunegit.core.observe import FINISHED_JOB_STATES, status_from_observation
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN = pytest.mark.skipif(importlib.util.find_spec("torchtune") is None
                            or importlib.util.find_spec("inspect_ai") is None,
                            reason="needs the train extra (pip install -e '.[train]')")
 
-# Two fine-tunes of the tiny model; the second names a model directory that does not exist.
-FAILING_PLAN = """\
-name: {name}
-type: sanity_check
-question: Does a failed fine-tune block only its own evaluations?
-site: {site}
-tools: {{preparation: torchtune, evaluation: inspect-ai}}
-models: [tunegit/tiny-llama, tunegit/tiny-llama-missing]
-dataset: {{path: tasks/capitalization/input/words_5L_80P_200.json}}
-controls: false
-run_name: "{{model}}"
-training: {{epochs: 1, learning_rate: 1.0e-2, batch_size: 8, packed: false, max_seq_len: 64,
-           validation: false, gpus: 1, system_prompt: "", seed: 0}}
-evaluation:
-  epochs: last
-  tasks:
-    - {{name: capitalization, script: tasks/capitalization/eval.py, dataset: training,
-       max_tokens: 8}}
-"""
+
+def failing_plan(name: str, site: str) -> str:
+    """Two fine-tunes of the tiny model; the second names a model directory that does not
+    exist."""
+    return tiny_plan(name, question="Does a failed fine-tune block only its own evaluations?",
+                     site=site, models=["tunegit/tiny-llama", "tunegit/tiny-llama-missing"],
+                     factors=None, run_name="{model}", training=WHOLE_EPOCH)
 
 
-def make_repo(dest: Path, *, sites: tuple[str, ...] = ("local.yaml",),
-              plans: dict[str, str] | None = None, demo: bool = False) -> Path:
-    """A git experiments repository in ``dest``. ``automation/`` is linked in: the rendered
-    job scripts put <repo>/automation on PYTHONPATH (the product repo holds the package)."""
-    rels = [f"sites/{s}" for s in sites] + ["tasks/capitalization/eval.py",
-                                            "tasks/capitalization/input/words_5L_80P_200.json"]
-    if demo:
-        rels.append("experiments/demo_capitalization/experiment.yaml")
-    for rel in rels:
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / rel, dest / rel)
-    for name, text in (plans or {}).items():
-        (dest / "experiments" / name).mkdir(parents=True)
-        (dest / "experiments" / name / "experiment.yaml").write_text(text)
-    (dest / "automation").symlink_to(REPO / "automation")
-    (dest / ".gitignore").write_text(".tunegit/\nautomation\n")
-    subprocess.run(["git", "init", "-q", "-b", "main", str(dest)], check=True)
-    subprocess.run(["git", "-C", str(dest), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(dest), "commit", "-qm", "plans"], check=True)
-    return dest
+def job_repo(dest: Path, *, files: tuple[str, ...] = LOCAL_FILES, **repo: Any) -> Path:
+    """A git experiments repository in ``dest`` (make_repo) for jobs that really run:
+    ``automation/`` is linked in, as the rendered job scripts put <repo>/automation on
+    PYTHONPATH (the product repo holds the package)."""
+    return make_repo(dest, files=files, link_automation=True,
+                     gitignore=".tunegit/\nautomation\n", commit="plans", **repo)
 
 
 def job(tmp_path: Path, body: str) -> JobPlan:
@@ -164,8 +137,7 @@ def test_a_fresh_executor_finds_jobs_by_name(tmp_path: Path) -> None:
 def test_failed_finetune_blocks_its_evaluations_while_the_other_run_goes_on(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     name = "fail_blocks_local"
-    repo = make_repo(tmp_path / "repo",
-                     plans={name: FAILING_PLAN.format(name=name, site="local")})
+    repo = job_repo(tmp_path / "repo", plans={name: failing_plan(name, "local")})
     assert main(["-C", str(repo), "tiny-model"]) == 0
     assert main(["-C", str(repo), "run", name, "--poll", "1"]) == 1  # a step failed
     printed = capsys.readouterr().out

@@ -20,23 +20,16 @@ from typing import Any
 import pytest
 import yaml
 
-from gitfixtures import (  # noqa: F401 (pytest fixtures)
-    clone,
-    commit_all,
-    git,
-    git_env_fixture,
-    origin_fixture,
-    plan_text,
-)
-from planfixtures import REPO, make_repo, minimal_plan, run_cli, write_plan
-from tunegit.loop import engine
-from tunegit.edges import priors
+from fakes import PendingExecutor
+from gitfixtures import clone, commit_all, git
+from planfixtures import REPO, make_repo, minimal_plan, run_cli, tiny_plan, write_plan
 from tunegit.core import status as status_mod
-from tunegit.edges.analysis import analyse as real_analyse
-from tunegit.executors.base import JobObservation, JobPlan, Poll
 from tunegit.core.states import SUBMITTED
-from tunegit.loop.cycle import STATE_FILE, WatchConfig, WatchState, reconcile_once
+from tunegit.edges import priors
+from tunegit.edges.analysis import analyse as real_analyse
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
+from tunegit.loop import engine
+from tunegit.loop.cycle import STATE_FILE, WatchConfig, WatchState, reconcile_once
 
 # --- the hook: only the changed experiments ----------------------------------------------------
 
@@ -127,32 +120,12 @@ def status_opens(counts: Counter[str], names: Collection[str]) -> int:
 
 # --- the watcher: a cycle with nothing to do ---------------------------------------------------
 
-class CountingExecutor:
-    """Answers "still pending" for every id; counts polls (what a scheduler would be asked)."""
-
-    name = "counting"
-    supports_dependencies = True
-
-    def __init__(self) -> None:
-        self.polls: list[tuple[frozenset[str], frozenset[str]]] = []
-
-    def submit(self, jobs: Sequence[JobPlan], *, known: object = None) -> dict[str, str]:
-        return {job.name: f"9{i}" for i, job in enumerate(jobs)}
-
-    def poll(self, job_ids: Collection[str], names: Collection[str] = ()) -> Poll:
-        self.polls.append((frozenset(job_ids), frozenset(names)))
-        return Poll({i: JobObservation(i, "PENDING") for i in job_ids}, {})
-
-    def cancel(self, job_ids: Collection[str]) -> None:
-        pass
-
-
 def live_repo(root: Path, names: Sequence[str]) -> Workspace:
     """Experiments on the local site whose every step is submitted (job ids 1, 2, ...)."""
     ws = Workspace(root)
     job = 0
     for name in names:
-        write_plan(root, name, plan_text(name))
+        write_plan(root, name, tiny_plan(name))
         status = status_mod.initial(
             real_analyse(ws, ws.experiment_dir(name) / PLAN_FILE).expansion, name)
         for run, key, step in status.steps():
@@ -171,7 +144,7 @@ def test_idle_watcher_cycle_reads_no_status_file(origin: Path, tmp_path: Path,
     names = [f"idle_{i}" for i in range(3)]
     ws = Workspace(seed)
     for name in names:
-        write_plan(seed, name, plan_text(name))
+        write_plan(seed, name, tiny_plan(name))
         status = status_mod.initial(
             real_analyse(ws, ws.experiment_dir(name) / PLAN_FILE).expansion, name)
         (ws.experiment_dir(name) / STATUS_FILE).write_text(status_mod.dump(status))
@@ -180,7 +153,7 @@ def test_idle_watcher_cycle_reads_no_status_file(origin: Path, tmp_path: Path,
     watcher = clone(origin, tmp_path / "watcher")
     tip = git(watcher, "rev-parse", "HEAD").strip()
     WatchState(tip, ()).save(watcher / ".git" / STATE_FILE)  # all reconciled, none active
-    executor = CountingExecutor()
+    executor = PendingExecutor()
     opened.clear()
     report = reconcile_once(WatchConfig(watcher), executor_for=lambda site: executor)
     assert report.experiments == ()
@@ -198,12 +171,9 @@ def test_idle_watcher_cycle_reads_no_status_file(origin: Path, tmp_path: Path,
 
 def test_engine_cycle_polls_each_executor_once(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo")
-    for rel in ("sites/local.yaml", "tasks/capitalization/input/words_5L_80P_200.json"):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes((REPO / rel).read_bytes())
     names = [f"live_{i}" for i in range(3)]
     ws = live_repo(root, names)
-    executor = CountingExecutor()
+    executor = PendingExecutor()
     result = engine.cycle(ws, names, now="2026-11-24T00:00:01Z", plan_commit=None,
                           executor_for=lambda site: executor)
     assert not result.errors

@@ -9,15 +9,11 @@ from typing import Any
 
 import pytest
 
-from gitfixtures import (
-    commit_all,
-    git_env_fixture,  # noqa: F401 (pytest fixtures)
-    plan_text,
-    seed_tree,
-    tunegit,
-)
+from gitfixtures import commit_all, tunegit
+from planfixtures import GITIGNORE, LOCAL_FILES, make_repo, tiny_plan
 from tunegit.core import status as status_mod
 from tunegit.core.expand import Run
+from tunegit.core.status import Step
 from tunegit.edges.plandiff import (
     MARKER,
     Cost,
@@ -30,7 +26,6 @@ from tunegit.edges.plandiff import (
     plan_diff,
     submitted_runs,
 )
-from tunegit.core.status import Step
 from tunegit.edges.workspace import Workspace
 from tunegit.spec.plan import RunTraining
 
@@ -123,28 +118,28 @@ def plan_diff_stub():  # type: ignore[no-untyped-def]
 
 # --- real revisions -----------------------------------------------------------------------------
 
-def make_repo(tmp_path: Path, ranks: tuple[int, ...] = (8,)) -> Path:
+def planned_repo(tmp_path: Path) -> Path:
+    """A git repository whose one commit holds plan exp1 (rank 8) and its rendered files."""
     import subprocess
 
-    repo = tmp_path / "repo"
-    repo.mkdir()
+    repo = make_repo(tmp_path / "repo", files=LOCAL_FILES, gitignore=GITIGNORE)
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    seed_tree(repo)
-    write_plan(repo, "exp1", ranks)
+    write_plan(repo, "exp1", (8,))
     commit_all(repo, "Plan exp1")
     return repo
 
 
-def write_plan(repo: Path, name: str, ranks: tuple[int, ...], lr: str = "1.0e-2") -> None:
+def write_plan(repo: Path, name: str, ranks: tuple[int, ...], lr: float = 1.0e-2) -> None:
     path = repo / "experiments" / name / "experiment.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(plan_text(name, ranks, lr))
+    path.write_text(tiny_plan(name, factors={"lora_rank": list(ranks)},
+                              training={"learning_rate": lr}))
     assert tunegit(["-C", str(repo), "check", "--write", "-q", f"experiments/{name}"]) == 0
 
 
 def test_diff_between_revisions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = make_repo(tmp_path)
-    write_plan(repo, "exp1", (8, 32), lr="5.0e-3")
+    repo = planned_repo(tmp_path)
+    write_plan(repo, "exp1", (8, 32), lr=5.0e-3)
     write_plan(repo, "exp2", (4,))
     commit_all(repo, "Second rank, new lr, exp2")
     capsys.readouterr()
@@ -163,7 +158,7 @@ def test_diff_between_revisions(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_no_plan_change_is_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = make_repo(tmp_path)
+    repo = planned_repo(tmp_path)
     (repo / "README.md").write_text("docs only\n")
     commit_all(repo, "Docs")
     capsys.readouterr()
@@ -173,13 +168,13 @@ def test_no_plan_change_is_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_changing_a_submitted_run_is_refused_by_diff_and_check_base(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = make_repo(tmp_path)
+    repo = planned_repo(tmp_path)
     status_path = repo / "experiments/exp1/runs_status.yaml"
     status = status_mod.parse(status_path.read_text())
     step = Step("completed", job_id="local-7", last_updated="2025-10-22T10:00:00Z")
     status_path.write_text(status_mod.dump(status.with_step("tiny-llama_rank8", None, step)))
     commit_all(repo, "status(exp1): 1 completed\n\nTunegit-Experiment: exp1")
-    write_plan(repo, "exp1", (8,), lr="5.0e-3")
+    write_plan(repo, "exp1", (8,), lr=5.0e-3)
 
     problems = immutability_problems(Workspace(repo), "HEAD")
     assert [p.format() for p in problems] == [
@@ -199,7 +194,7 @@ def test_changing_a_submitted_run_is_refused_by_diff_and_check_base(
 
 def test_unknown_revision_is_a_clear_error(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    repo = make_repo(tmp_path)
+    repo = planned_repo(tmp_path)
     assert tunegit(["-C", str(repo), "diff", "no-such-rev"]) == 1
     assert "fetch-depth: 0" in capsys.readouterr().err
     assert plan_diff(repo, "HEAD").empty  # the working tree equals HEAD

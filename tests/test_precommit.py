@@ -14,15 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitfixtures import (  # noqa: F401 (pytest fixtures)
-    REPO,
-    commit_all,
-    git,
-    git_env_fixture,
-    plan_text,
-    seed_tree,
-    tunegit_on_path_fixture,
-)
+from gitfixtures import REPO, commit_all, git
+from planfixtures import GITIGNORE, LOCAL_FILES, make_repo, tiny_plan
 from tunegit.core import status as status_mod
 from tunegit.core.status import Step
 
@@ -42,7 +35,7 @@ def repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
-    seed_tree(repo)
+    make_repo(repo, files=LOCAL_FILES, gitignore=GITIGNORE)
     (repo / ".pre-commit-config.yaml").write_text(local_config())
     commit_all(repo, "Seed with hooks")
     proc = subprocess.run(["pre-commit", "install"], cwd=repo, capture_output=True, text=True,
@@ -58,9 +51,9 @@ def try_commit(repo: Path, message: str, env: dict[str, str] | None = None,
                           text=True, env={**os.environ, **(env or {})}, check=False)
 
 
-def write_good_plan(repo: Path, lr: str = "1.0e-2") -> None:
+def write_good_plan(repo: Path) -> None:
     (repo / PLAN).parent.mkdir(parents=True, exist_ok=True)
-    (repo / PLAN).write_text(plan_text("exp1", (8,), lr))
+    (repo / PLAN).write_text(tiny_plan("exp1"))
     proc = subprocess.run(["tunegit", "check", "--write", "-q", "experiments/exp1"], cwd=repo,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -68,7 +61,7 @@ def write_good_plan(repo: Path, lr: str = "1.0e-2") -> None:
 
 def test_a_bad_plan_is_refused_with_file_and_line(repo: Path) -> None:
     (repo / PLAN).parent.mkdir(parents=True)
-    (repo / PLAN).write_text(plan_text("exp1").replace("batch_size: 4", "batch_size: 0"))
+    (repo / PLAN).write_text(tiny_plan("exp1", training={"batch_size": 0}))
     proc = try_commit(repo, "Bad plan")
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
@@ -80,7 +73,7 @@ def test_a_bad_plan_is_refused_with_file_and_line(repo: Path) -> None:
 def test_a_stale_runs_plan_is_refused_with_the_fix(repo: Path) -> None:
     write_good_plan(repo)
     assert try_commit(repo, "Plan exp1").returncode == 0
-    (repo / PLAN).write_text(plan_text("exp1", (8,), "5.0e-3"))
+    (repo / PLAN).write_text(tiny_plan("exp1", training={"learning_rate": 5.0e-3}))
     proc = try_commit(repo, "Change lr, forget to render")
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
@@ -117,7 +110,7 @@ def test_hand_edits_to_runs_status_are_refused_but_tunegit_may_commit(repo: Path
 def test_adding_runs_through_check_write_is_not_a_hand_edit(repo: Path) -> None:
     write_good_plan(repo)
     assert try_commit(repo, "Plan exp1").returncode == 0
-    (repo / PLAN).write_text(plan_text("exp1", (8, 32)))
+    (repo / PLAN).write_text(tiny_plan("exp1", factors={"lora_rank": [8, 32]}))
     subprocess.run(["tunegit", "check", "--write", "-q", "experiments/exp1"], cwd=repo,
                    check=True, capture_output=True)
     proc = try_commit(repo, "Add rank 32")

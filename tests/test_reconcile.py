@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from tunegit.core import states
-from tunegit.executors.base import JobObservation, Poll
 from tunegit.core.expand import Expansion, expand
-from tunegit.spec.plan import Plan
-from tunegit.core.reconcile import RetryError, cancelled, decide, retry
 from tunegit.core.jobplan import job_name
+from tunegit.core.reconcile import RetryError, cancelled, decide, retry
 from tunegit.core.status import StatusFile, Step, initial
+from tunegit.executors.base import JobObservation, Poll
+from tunegit.spec.plan import Plan
 
 EXP = "exp"
 NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"

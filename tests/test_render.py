@@ -1,4 +1,4 @@
-"""runs_plan.md and the design log: seed 001's template filled in, deterministic, pure."""
+"""runs_plan.md (its template filled in) and the design log: deterministic, pure."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from planfixtures import EXAMPLE_8L, EXAMPLE_SWEEP, make_repo
 from tunegit.edges.analysis import Analysis, analyse
-from tunegit.render.plandoc import minutes, render_design_log, strip_timestamps
 from tunegit.edges.workspace import Workspace
+from tunegit.render.plandoc import minutes, render_design_log, strip_timestamps
 
 
 def analysis(tmp_path: Path, name: str = EXAMPLE_8L) -> Analysis:
@@ -83,7 +83,7 @@ def test_sweep_is_a_factorial_without_controls(tmp_path: Path) -> None:
     assert "| rank8_lr1e-5 | Llama-3.2-1B-Instruct | 8 | 4 | Fine-tuned |" in md
 
 
-def test_design_log_uses_seed_004_format(tmp_path: Path) -> None:
+def test_design_log_entries_are_timestamped_action_result_explanation(tmp_path: Path) -> None:
     a = analysis(tmp_path)
     log = render_design_log(a.loaded.plan, a.expansion, a.verification.checks, a.estimate,
                             "2025-10-22 14:23:15")

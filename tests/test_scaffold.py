@@ -1,4 +1,4 @@
-"""`tunegit scaffold`: seed 002's per-run tree, idempotent, hand edits kept."""
+"""`tunegit scaffold`: the per-run tree of configs and job scripts, idempotent, hand edits kept."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def scaffold(repo: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tupl
     return code, capsys.readouterr().out
 
 
-def test_writes_the_seed_002_tree(
+def test_writes_the_per_run_tree(
     repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out = scaffold(repo, capsys)

@@ -21,17 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitfixtures import (  # noqa: F401 (pytest fixtures)
-    AUTOMATION,
-    REPO,
-    clone,
-    commit_all,
-    git,
-    git_env_fixture,
-    origin_fixture,
-    tunegit,
-)
-from test_crash_safety import PLAN, Slurm, reconcile
+from gitfixtures import AUTOMATION, REPO, clone, commit_all, git, tunegit
+from test_crash_safety import Slurm, crash_plan, reconcile
 from test_slurm_executor import cluster_state
 from tunegit.edges.workspace import STATUS_FILE
 
@@ -68,7 +59,7 @@ def repo_with(origin: Path, tmp_path: Path, sites: dict[str, str],
         names[key] = name
         plan = laptop / "experiments" / name / "experiment.yaml"
         plan.parent.mkdir(parents=True)
-        plan.write_text(PLAN.format(name=name, site=site_name, ranks=[8]))
+        plan.write_text(crash_plan(name, site_name, [8]))
     assert tunegit(["-C", str(laptop), "check", "--write", "-q"]) == 0
     commit_all(laptop, "Plans")
     git(laptop, "push", "-q", "origin", "HEAD:main")
@@ -116,7 +107,7 @@ def test_controller_stopped_during_a_poll_is_unknown_not_failed(
     late = f"late_{uuid.uuid4().hex[:6]}"
     plan = laptop / "experiments" / late / "experiment.yaml"
     plan.parent.mkdir(parents=True)
-    plan.write_text(PLAN.format(name=late, site="held", ranks=[8]))
+    plan.write_text(crash_plan(late, "held", [8]))
     git(laptop, "pull", "-q", "--ff-only", "origin", "main")
     assert tunegit(["-C", str(laptop), "check", "--write", "-q"]) == 0
     commit_all(laptop, "Late plan")

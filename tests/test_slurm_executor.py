@@ -18,16 +18,16 @@ from pathlib import Path
 import pytest
 
 from tunegit.core import states
-from tunegit.executors import slurm_parse as sp
 from tunegit.core.jobplan import header_lines
+from tunegit.executors import slurm_parse as sp
 from tunegit.executors.base import JobObservation, JobPlan, Poll, Resources, SubmitError
-from tunegit.files import tail
 from tunegit.executors.slurm import (
     Completed,
     PartialSubmitError,
     SlurmExecutor,
     run_command,
 )
+from tunegit.files import tail
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from test_local_executor import make_repo
+from planfixtures import WHOLE_EPOCH, tiny_plan
+from test_local_executor import job_repo
 from test_slurm_executor import cluster_state
 from tunegit.core.jobplan import header_options
 from tunegit.core.reconcile import Submission
@@ -38,24 +39,9 @@ slurm: {partition: debug, cpus_per_task: 2, mem_gb: 1, min_time_minutes: 95,
         time_limit_max_minutes: 120}
 """
 
-PLAN = """\
-name: {name}
-type: sanity_check
-question: Does SLURM run what the script says?
-site: gpu-slurm
-tools: {{preparation: torchtune, evaluation: inspect-ai}}
-models: [tunegit/tiny-llama]
-dataset: {{path: tasks/capitalization/input/words_5L_80P_200.json}}
-controls: false
-run_name: "{{model}}"
-training: {{epochs: 1, learning_rate: 1.0e-2, batch_size: 8, packed: false, max_seq_len: 64,
-           validation: false, gpus: 1, system_prompt: "", seed: 0}}
-evaluation:
-  epochs: last
-  tasks:
-    - {{name: capitalization, script: tasks/capitalization/eval.py, dataset: training,
-       max_tokens: 8}}
-"""
+# Overrides of the tiny plan: one whole-epoch fine-tune on the SLURM site.
+PLAN = {"question": "Does SLURM run what the script says?", "site": "gpu-slurm",
+        "factors": None, "run_name": "{model}", "training": WHOLE_EPOCH}
 
 # #SBATCH option -> the field of `scontrol show job` that shows what SLURM made of it.
 SCONTROL_FIELD = {
@@ -86,7 +72,7 @@ def as_scontrol(option: str, value: str) -> str:
 def test_scontrol_shows_what_the_rendered_header_says(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     name = f"jobplan_{uuid.uuid4().hex[:6]}"
-    repo = make_repo(tmp_path / "repo", plans={name: PLAN.format(name=name)})
+    repo = job_repo(tmp_path / "repo", plans={name: tiny_plan(name, **PLAN)})
     (repo / "sites" / "gpu-slurm.yaml").write_text(SITE)
     calls = tmp_path / "sbatch-calls.log"
     bin_dir = tmp_path / "bin"

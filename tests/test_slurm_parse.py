@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tunegit.core import states
-from tunegit.executors import slurm_parse as sp
 from tunegit.core.jobplan import header_lines, header_options, job_options
+from tunegit.executors import slurm_parse as sp
 from tunegit.executors.base import JobObservation, JobPlan, Resources, SubmitError
 from tunegit.executors.slurm import (
     Backoff,

@@ -1,4 +1,5 @@
-"""runs_status.yaml: the initial content of seed 001's template, one deterministic serializer."""
+"""runs_status.yaml: the initial content (all pending, controls' fine-tuning skipped), one
+deterministic serializer."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Rendering of torchtune / inspect-ai / SLURM files: golden files for seed 001's 2x2
-example, torchtune's own validator, and quoting of hostile values.
+"""Rendering of torchtune / inspect-ai / SLURM files: golden files for the 2x2
+example (two models x two ranks, with controls), torchtune's own validator, and quoting of
+hostile values.
 
 Refresh the golden files with ``pytest tests/test_tools_render.py --update-golden``
 (or TUNEGIT_UPDATE_GOLDEN=1) and review the diff.
@@ -20,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tunegit.errors import TunegitError
 from tunegit.core.expand import Expansion, expand
+from tunegit.errors import TunegitError
 from tunegit.spec.plan import Plan
 from tunegit.spec.site import Site
 from tunegit.tools import (

@@ -14,15 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitfixtures import (  # noqa: F401 (pytest fixtures)
-    clone,
-    commit_all,
-    git,
-    git_env_fixture,
-    origin_fixture,
-    plan_text,
-    tunegit,
-)
+from gitfixtures import clone, commit_all, git, tunegit
+from planfixtures import tiny_plan
 from tunegit.edges.gitstore import status_message
 from tunegit.edges.workspace import STATUS_FILE
 
@@ -77,7 +70,7 @@ def signed_setup(origin: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
     for name, site_name in (("strict1", "strict"), ("open1", "local")):
         plan = laptop / "experiments" / name / "experiment.yaml"
         plan.parent.mkdir(parents=True)
-        plan.write_text(plan_text(name).replace("site: local\n", f"site: {site_name}\n"))
+        plan.write_text(tiny_plan(name, site=site_name))
     assert tunegit(["-C", str(laptop), "check", "--write", "-q"]) == 0
     signed_commit(laptop, "Plans, signed")
     git(laptop, "push", "-q", "origin", "HEAD:main")
@@ -100,9 +93,8 @@ def test_a_plan_commit_without_a_trusted_signature_is_refused(
     git(laptop, "pull", "-q", "--ff-only", "origin", "main")
     for name in ("strict1", "open1"):  # each plan gains a run: something new to submit
         (laptop / "experiments" / name / "experiment.yaml").write_text(
-            plan_text(name, (8, 32)).replace("site: local\n",
-                                             "site: strict\n" if name == "strict1" else
-                                             "site: local\n"))
+            tiny_plan(name, site="strict" if name == "strict1" else "local",
+                      factors={"lora_rank": [8, 32]}))
     assert tunegit(["-C", str(laptop), "check", "--write", "-q"]) == 0
     if how == "unsigned":
         commit_all(laptop, "Add rank 32 (unsigned)")
@@ -144,7 +136,7 @@ def test_only_the_protected_branch_is_acted_on(origin: Path, tmp_path: Path) -> 
     git(laptop, "checkout", "-q", "-b", "feature")
     plan = laptop / "experiments" / "sneaky" / "experiment.yaml"
     plan.parent.mkdir(parents=True)
-    plan.write_text(plan_text("sneaky"))
+    plan.write_text(tiny_plan("sneaky"))
     assert tunegit(["-C", str(laptop), "check", "--write", "-q"]) == 0
     commit_all(laptop, "Plan on a branch")
     git(laptop, "push", "-q", "origin", "feature")
@@ -170,7 +162,7 @@ def test_guard_status_refuses_hand_edits_in_ci(origin: Path, tmp_path: Path,
     laptop, watcher = clone(origin, tmp_path / "laptop"), clone(origin, tmp_path / "w")
     plan = laptop / "experiments" / "exp1" / "experiment.yaml"
     plan.parent.mkdir(parents=True)
-    plan.write_text(plan_text("exp1"))
+    plan.write_text(tiny_plan("exp1"))
     assert tunegit(["-C", str(laptop), "check", "--write", "-q"]) == 0
     base = commit_all(laptop, "Plan exp1")
     git(laptop, "push", "-q", "origin", "HEAD:main")
@@ -179,7 +171,7 @@ def test_guard_status_refuses_hand_edits_in_ci(origin: Path, tmp_path: Path,
     assert _guard(laptop, base, capsys) == (0, "")
 
     # A new run in the plan: its new pending record is what `check --write` does: allowed.
-    plan.write_text(plan_text("exp1", (8, 32)))
+    plan.write_text(tiny_plan("exp1", factors={"lora_rank": [8, 32]}))
     assert tunegit(["-C", str(laptop), "check", "--write", "-q"]) == 0
     grown = commit_all(laptop, "Add rank 32")
     assert _guard(laptop, base, capsys)[0] == 0

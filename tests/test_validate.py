@@ -1,4 +1,4 @@
-"""Seed 001's validation checklist and resource checks, through `tunegit check` (exact text)."""
+"""The validation checklist and resource checks, through `tunegit check` (exact text)."""
 
 from __future__ import annotations
 

@@ -9,44 +9,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from gitfixtures import (  # noqa: F401 (pytest fixtures)
-    clone,
-    commit_all,
-    git,
-    git_env_fixture,
-    origin_fixture,
-    plan_text,
-)
-from tunegit.executors.base import JobObservation, JobPlan, Poll
+from fakes import PendingExecutor
+from gitfixtures import clone, commit_all, git
+from planfixtures import tiny_plan
+from tunegit.edges.workspace import Workspace
 from tunegit.executors.local import JOBS_DIR
 from tunegit.loop.cycle import WatchConfig
 from tunegit.loop.daemon import WAKE_FILE, watch, watch_paths
-from tunegit.edges.workspace import Workspace
 
 pytestmark = pytest.mark.usefixtures("git_env")
 
 MIN_GAP_S = 0.2  # a self-wake would show as a cycle every 0.2 s
-
-
-class QueuedExecutor:
-    """Takes every job and reports it pending (no training runs in this test)."""
-
-    name = "queued"
-    supports_dependencies = True
-
-    def submit(self, jobs: Sequence[JobPlan], *, known: object = None) -> dict[str, str]:
-        return {job.name: str(i + 1) for i, job in enumerate(jobs)}
-
-    def poll(self, job_ids: Collection[str], names: Collection[str] = ()) -> Poll:
-        return Poll({i: JobObservation(i, "PENDING") for i in job_ids}, {})
-
-    def cancel(self, job_ids: Collection[str]) -> None:
-        pass
 
 
 class Daemon:
@@ -59,7 +37,7 @@ class Daemon:
         self.thread = threading.Thread(target=watch, kwargs={
             "config": WatchConfig(root, backoff_s=0.0), "interval_s": 600.0,
             "min_gap_s": MIN_GAP_S, "stop": self.stop, "wake": self.wake,
-            "log": self.lines.append, "executor_for": lambda site: QueuedExecutor()},
+            "log": self.lines.append, "executor_for": lambda site: PendingExecutor()},
             daemon=True)
 
     def cycles(self) -> int:
@@ -101,7 +79,7 @@ def push_plan(origin: Path, tmp_path: Path, name: str) -> None:
     git(laptop, "pull", "-q", "origin", "main")
     plan = laptop / "experiments" / name / "experiment.yaml"
     plan.parent.mkdir(parents=True)
-    plan.write_text(plan_text(name))
+    plan.write_text(tiny_plan(name))
     commit_all(laptop, f"plan {name}")
     git(laptop, "push", "-q", "origin", "HEAD:main")
 

@@ -12,23 +12,16 @@ from typing import Any
 import pytest
 import yaml
 
-from gitfixtures import (  # noqa: F401 (pytest fixtures)
-    AUTOMATION,
-    clone,
-    commit_all,
-    git,
-    git_env_fixture,
-    origin_fixture,
-    plan_text,
-    tunegit,
-    tunegit_on_path_fixture,
-)
+from gitfixtures import AUTOMATION, clone, commit_all, git, tunegit
+from planfixtures import tiny_plan
 from tunegit.core import status as status_mod
-from tunegit.edges.gitstore import GitStore, trailers
-from tunegit.edges.plandiff import immutability_problems
 from tunegit.core.records import CycleResult, Transition
 from tunegit.core.states import LIVE_STATES, PENDING, SUBMITTED, TERMINAL_STATES
 from tunegit.core.status import Step
+from tunegit.edges.gitstore import GitStore, trailers
+from tunegit.edges.plandiff import immutability_problems
+from tunegit.edges.workspace import STATUS_FILE, Workspace
+from tunegit.files import read_status, write_if_changed
 from tunegit.loop.cycle import (
     STATE_FILE,
     WatchConfig,
@@ -38,8 +31,6 @@ from tunegit.loop.cycle import (
     reconcile_once,
     select,
 )
-from tunegit.edges.workspace import STATUS_FILE, Workspace
-from tunegit.files import read_status, write_if_changed
 
 pytestmark = pytest.mark.usefixtures("git_env")
 
@@ -95,7 +86,7 @@ def plan_and_push(repo: Path, name: str, ranks: Sequence[int] = (8,),
                   branch: str = "main") -> str:
     path = repo / "experiments" / name / "experiment.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(plan_text(name, ranks))
+    path.write_text(tiny_plan(name, factors={"lora_rank": list(ranks)}))
     assert tunegit(["-C", str(repo), "check", "--write", "-q", f"experiments/{name}"]) == 0
     sha = commit_all(repo, f"Plan {name}")
     git(repo, "push", "-q", "origin", f"HEAD:{branch}")
@@ -200,7 +191,7 @@ def test_gitops_end_to_end(origin: Path, tmp_path: Path,
     git(laptop, "checkout", "-q", "-b", "plan-demo")
     plan = laptop / "experiments/demo/experiment.yaml"
     plan.parent.mkdir(parents=True)
-    plan.write_text(plan_text("demo", (8,)))
+    plan.write_text(tiny_plan("demo"))
     assert tunegit(["-C", str(laptop), "check", "--write", "-q", "experiments/demo"]) == 0
     commit_all(laptop, "Plan demo", author="Alice Planner")
     assert tunegit(["-C", str(laptop), "check", "-q"]) == 0
@@ -247,7 +238,7 @@ def test_gitops_end_to_end(origin: Path, tmp_path: Path,
 
     # A second change to the submitted run is refused by check --base and by diff.
     git(laptop, "checkout", "-q", "-b", "tweak")
-    plan.write_text(plan_text("demo", (8,), lr="5.0e-3"))
+    plan.write_text(tiny_plan("demo", training={"learning_rate": 5.0e-3}))
     assert tunegit(["-C", str(laptop), "check", "--write", "-q", "experiments/demo"]) == 0
     problems = immutability_problems(Workspace(laptop), "origin/main")
     assert len(problems) == 1 and "already submitted" in problems[0].message

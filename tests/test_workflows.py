@@ -13,15 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gitfixtures import (  # noqa: F401 (pytest fixtures)
-    clone,
-    commit_all,
-    git,
-    git_env_fixture,
-    origin_fixture,
-    plan_text,
-    tunegit_on_path_fixture,
-)
+from gitfixtures import clone, commit_all, git
+from planfixtures import tiny_plan
 from tunegit.edges.gitstore import STATUS_PREFIX
 from tunegit.edges.plandiff import MARKER
 
@@ -137,7 +130,7 @@ def test_the_check_step_checks_the_changed_experiments_or_all_when_a_site_change
     for name in ("exp_a", "exp_b"):
         plan = repo / "experiments" / name / "experiment.yaml"
         plan.parent.mkdir(parents=True)
-        plan.write_text(plan_text(name))
+        plan.write_text(tiny_plan(name))
     subprocess.run([str(tunegit_on_path), "-C", str(repo), "check", "--write", "-q"], check=True)
     stale = repo / "experiments" / "exp_a" / "runs_plan.md"  # exp_a fails any check of it
     stale.write_text(stale.read_text().replace("exp_a", "exp_a (edited)", 1))
@@ -149,7 +142,7 @@ def test_the_check_step_checks_the_changed_experiments_or_all_when_a_site_change
                               env={**os.environ, "BASE": base}, capture_output=True, text=True)
 
     plan_b = repo / "experiments" / "exp_b" / "experiment.yaml"
-    plan_b.write_text(plan_text("exp_b", lr="2.0e-2"))
+    plan_b.write_text(tiny_plan("exp_b", training={"learning_rate": 2.0e-2}))
     subprocess.run([str(tunegit_on_path), "-C", str(repo), "check", "--write", "-q",
                     "experiments/exp_b"], check=True)
     (repo / "experiments" / "exp_b" / "notes.png").write_bytes(b"\x89PNG\r\n")

@@ -1,4 +1,5 @@
-"""Write tasks/capitalization/input/words_<L>L_80P_<N>.json (seed 001's format).
+"""Write tasks/capitalization/input/words_<L>L_80P_<N>.json: train/validation/test splits
+(80/10/10 %) of {"input": word, "output": Word}.
 
     python tasks/capitalization/generate.py --word-len 5 --num-words 200 [--seed 0]
 """

@@ -1,4 +1,5 @@
-"""Two-step arithmetic word problems (inspect-ai task): the seeds' second evaluation."""
+"""Two-step arithmetic word problems (inspect-ai task): a second evaluation task next to
+capitalization, for plans that evaluate a run on more than one task."""
 
 from __future__ import annotations
 

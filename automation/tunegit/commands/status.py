@@ -6,7 +6,6 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from tunegit.commands.common import workspace
 from tunegit.core import status as status_mod
@@ -19,11 +18,6 @@ from tunegit.files import read_status
 COLUMNS = ("RUN", "STEP", "STATE", "JOB", "ELAPSED", "SCORE", "REASON")
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("status", help="table of runs and evaluations from runs_status.yaml")
-    p.add_argument("experiment", nargs="?", help="one experiment (default: all)")
-
-
 # --- pure ------------------------------------------------------------------------------------
 
 def _parse_time(text: str | None) -> dt.datetime | None:
@@ -33,7 +27,7 @@ def _parse_time(text: str | None) -> dt.datetime | None:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)  # noqa: UP017 (Python 3.10)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def elapsed(step: Step, now: dt.datetime) -> str:
@@ -94,6 +88,6 @@ def main(args: argparse.Namespace) -> int:
         names = ws.experiments()
     if not names:
         raise TunegitError("no experiments found", hint="`tunegit new NAME` starts one")
-    now = dt.datetime.now(dt.timezone.utc)  # noqa: UP017 (Python 3.10)
+    now = dt.datetime.now(dt.UTC)
     sys.stdout.write("\n".join(_one(ws, n, now) for n in names))
     return 0

@@ -1,4 +1,4 @@
-"""Expansion: a Plan becomes Runs and Evaluations (seed 001's rules).
+"""Expansion: a Plan becomes Runs and Evaluations, by these rules:
 
 - factors form a cartesian product; `model` is a factor over `models` unless given;
 - `controls: true` adds one `<model>_base` run per model: evaluated once per

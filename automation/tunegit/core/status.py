@@ -1,7 +1,7 @@
 """runs_status.yaml: the audit record, written only by tunegit.
 
-Seed 001's template (run -> finetune + evaluations, each with status, job_id,
-output, last_updated) plus what makes it an audit record and a source of priors.
+Each run holds its fine-tuning step and its evaluations (status, job_id, output,
+last_updated), and what makes the file an audit record and a source of priors.
 One serializer with a fixed key order: unchanged state makes no diff, and
 ``last_updated`` moves only when a state moves. Pure: text in, text out; the file
 itself is read and written by ``tunegit.files`` (read_status, write_if_changed).
@@ -129,7 +129,7 @@ def _plain(value: Any) -> Any:
 
 
 def initial(exp: Expansion, name: str) -> StatusFile:
-    """All pending; base models' fine-tuning skipped (seed 001)."""
+    """All pending, except a control's fine-tuning: skipped (a base model is not trained)."""
     runs = {}
     for run in exp.runs:
         finetune = (Step(SKIPPED, reason=REASON_BASE_MODEL, note=BASE_NOTE) if run.is_control

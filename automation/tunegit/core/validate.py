@@ -1,4 +1,6 @@
-"""Seed 001's validation checklist as code: a pure function of plan, site and expansion."""
+"""The checklist a plan passes before it runs, as a pure function of plan, site and expansion:
+unique run names, every run evaluated on known tasks, evaluated epochs that exist, one system
+prompt for training and evaluation, a batch size per model, models torchtune knows."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tunegit.spec import models
-from tunegit.errors import Problem
 from tunegit.core.expand import VALID_NAME, Expansion, coerce_level, factor_levels, pattern_fields
+from tunegit.errors import Problem
+from tunegit.spec import models
 from tunegit.spec.loader import Located
 from tunegit.spec.plan import MAX_RUNS, TRAINING_FACTOR_KEYS, Plan
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from tunegit.errors import PlanError, Problem
+from tunegit.core.checks import Verification
 from tunegit.core.estimate import PlanEstimate, estimate_plan
 from tunegit.core.expand import Expansion, expand
+from tunegit.core.validate import check_plan, check_structure
 from tunegit.edges.priors import load_repo_priors, load_site_priors
+from tunegit.edges.verify import verify
+from tunegit.edges.workspace import LoadedPlan, Workspace
+from tunegit.errors import PlanError, Problem
 from tunegit.render.plandoc import render_design_log, render_plan_md
 from tunegit.spec import models
 from tunegit.spec.site import Site
 from tunegit.tools import EVALUATION, PREPARATION
-from tunegit.core.validate import check_plan, check_structure
-from tunegit.core.checks import Verification
-from tunegit.edges.verify import verify
-from tunegit.edges.workspace import LoadedPlan, Workspace
 
 
 @dataclasses.dataclass(frozen=True)

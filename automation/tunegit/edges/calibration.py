@@ -128,10 +128,10 @@ def held_out(ws: Workspace) -> list[HeldOut]:
     Each run is re-estimated with the plan it ran from (its experiment.yaml, its dataset),
     the site's priors and every other completed run, then with no priors at all.
     """
-    from tunegit.edges.analysis import analyse
-    from tunegit.errors import TunegitError
     from tunegit.core.estimate import estimate_run
+    from tunegit.edges.analysis import analyse
     from tunegit.edges.priors import load_repo_priors, load_site_priors
+    from tunegit.errors import TunegitError
 
     repo = load_repo_priors(ws)
     out = []

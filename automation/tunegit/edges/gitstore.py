@@ -17,10 +17,10 @@ from pathlib import Path
 
 import git
 
-from tunegit.edges.crashpoints import crashpoint
-from tunegit.errors import TunegitError
 from tunegit.core.records import Transition
 from tunegit.core.states import STATUS_STATES
+from tunegit.edges.crashpoints import crashpoint
+from tunegit.errors import TunegitError
 
 COMMITTER_ENV = "TUNEGIT_COMMITTER"  # set for tunegit's own commits; the guard-status hook reads it
 OWN_TRAILER = "Tunegit-Experiment"  # every status commit carries it: how the watcher knows its own

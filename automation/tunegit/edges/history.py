@@ -19,10 +19,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tunegit.core import status as status_mod
-from tunegit.errors import TunegitError
-from tunegit.edges.gitstore import is_own_message
 from tunegit.core.status import StatusFile, Step
+from tunegit.edges.gitstore import is_own_message
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE
+from tunegit.errors import TunegitError
 
 SEP, END = "\x1f", "\x1e"
 

@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from tunegit.core import status as status_mod
+from tunegit.core.expand import Run
+from tunegit.core.states import PENDING, SKIPPED
 from tunegit.edges.analysis import analyse
 from tunegit.edges.calibration import accuracy_sentence, load_pairs, summarise
-from tunegit.errors import PlanError, Problem, TunegitError
-from tunegit.core.expand import Run
-from tunegit.spec.loader import Located
-from tunegit.core.states import PENDING, SKIPPED
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
+from tunegit.errors import PlanError, Problem, TunegitError
 from tunegit.files import read_status
+from tunegit.spec.loader import Located
 
 MARKER = "<!-- tunegit-plan-diff -->"
 # Where a Run field is written in experiment.yaml, most specific first (for file:line).

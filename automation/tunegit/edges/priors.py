@@ -18,12 +18,12 @@ from pathlib import Path
 import yaml
 
 from tunegit.core.priors import PriorRun, PriorsFile, prior_from_row, priors_from_status
-from tunegit.spec.loader import load_file
-from tunegit.spec.schema_errors import parse_model
 from tunegit.core.states import COMPLETED
 from tunegit.core.status import SAFE_LOADER
 from tunegit.edges.workspace import STATUS_FILE, Workspace
 from tunegit.files import write_if_changed
+from tunegit.spec.loader import load_file
+from tunegit.spec.schema_errors import parse_model
 
 
 def load_site_priors(ws: Workspace, site: str) -> list[PriorRun]:

@@ -1,4 +1,9 @@
-"""Scaffolding: render every per-run file (seed 002's tree) and write it idempotently.
+"""Scaffolding: render every per-run file and write it idempotently.
+
+With the torchtune and inspect-ai backends the tree, under the site's work directory, is
+``<run>/setup_finetune.yaml``, ``finetune.yaml`` and ``finetune.slurm`` for each fine-tuned
+run, ``<run>/eval/<stem>.slurm`` and ``<stem>.task.json`` for each evaluation, and one
+``submit_all.sh``.
 
 Rendering is pure ({path relative to the work dir: text}); writing reports each
 file as create / identical / update / conflict, like copier. A generated file
@@ -19,9 +24,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import tunegit
-from tunegit.edges.analysis import Analysis
 from tunegit.core.expand import Evaluation, Run
 from tunegit.core.status import StatusFile
+from tunegit.edges.analysis import Analysis
 from tunegit.files import write_if_changed
 from tunegit.tools import RenderContext, get_evaluation, get_preparation
 
@@ -129,7 +134,8 @@ def body(text: str) -> str:
 def submit_all(
     ctx: RenderContext, runs: tuple[Run, ...], evaluations: tuple[Evaluation, ...]
 ) -> str:
-    """Seed 001's master script, with evaluations chained on their fine-tuning job."""
+    """submit_all.sh: one sbatch per fine-tune, each evaluation submitted after it with
+    --dependency=afterok on that fine-tune's job (a control's evaluations have none)."""
     evaluator = get_evaluation(ctx.plan.tools.evaluation)
     prep = get_preparation(ctx.plan.tools.preparation)
     lines = [
@@ -205,7 +211,8 @@ def conflicted_runs(actions: list[FileAction]) -> set[str]:
 
 
 def scaffold_log(a: Analysis, actions: list[FileAction], timestamp: str) -> str:
-    """Seed 002's orchestration log entries for one scaffold pass."""
+    """The scaffold log entries of one pass: DISCOVER_EXPERIMENT, READ_TOOL_SPECS and
+    SCAFFOLD_COMPLETE, each ``[time] ACTION: brief`` then Details and Result lines."""
     counts: dict[str, int] = {}
     for act in actions:
         counts[act.action] = counts.get(act.action, 0) + 1

@@ -1,4 +1,4 @@
-"""Resource verification: models, datasets, eval scripts (seed 001 "Required Ingredients").
+"""Resource verification: the base models, datasets and eval scripts a plan needs to run.
 
 This is an edge (it reads the filesystem). Where a path is not visible from this
 machine (a CI runner cannot see the cluster's scratch), the check says
@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from tunegit.core.checks import NOT_VERIFIABLE, Check, DatasetInfo, Verification
-from tunegit.errors import Problem
 from tunegit.core.expand import Expansion
+from tunegit.edges.workspace import Workspace
+from tunegit.errors import Problem
 from tunegit.spec import models
 from tunegit.spec.loader import Located
 from tunegit.spec.plan import Plan
 from tunegit.spec.site import Site
-from tunegit.edges.workspace import Workspace
+
 
 def read_dataset(path: Path, shown: str) -> DatasetInfo:
     """Split sizes of a tunegit dataset file ({split: [{input, output}, ...]})."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 from tunegit.errors import PlanError, TunegitError
@@ -124,7 +123,3 @@ class Workspace:
 
     def work_dir(self, site: Site, experiment: str) -> Path:
         return self.site_dir(site.output_dir) / experiment
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false", "no")

@@ -1,4 +1,4 @@
-"""Capitalization datasets in seed 001's format, from a built-in word generator.
+"""Capitalization datasets in the format below, from a built-in word generator.
 
 ``words_<L>L_80P_<N>.json`` holds ``{"train": [...], "validation": [...],
 "test": [...]}`` of ``{"input": word, "output": Word}``: 80% train, 10%

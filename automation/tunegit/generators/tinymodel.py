@@ -13,8 +13,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from tunegit.generators.datagen import pronounceable_words
 from tunegit.errors import TunegitError
+from tunegit.generators.datagen import pronounceable_words
 from tunegit.spec.models import TINY_ARCH
 
 VOCAB_SIZE = 512

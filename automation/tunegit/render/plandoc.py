@@ -1,4 +1,4 @@
-"""Pure rendering of the committed artifacts: runs_plan.md and the design log (seed 004)."""
+"""Pure rendering of the committed artifacts: runs_plan.md and design-experiment.log."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from tunegit.core.checks import Check, DatasetInfo
 from tunegit.core.estimate import PlanEstimate, Span, packing_density
 from tunegit.core.expand import FACTOR_LABELS, Expansion, default_run_name, format_level
+from tunegit.render.templating import environment
 from tunegit.spec.plan import Plan
 from tunegit.spec.site import Site
-from tunegit.render.templating import environment
-from tunegit.core.checks import Check, DatasetInfo
 
 TREE_LIMIT = 12
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})$")
@@ -179,7 +179,7 @@ def _configuration(plan: Plan, exp: Expansion, datasets: dict[str, DatasetInfo])
         packed=("True - examples are concatenated up to max_seq_len (fewer steps, more memory "
                 "per step)" if t.packed else "False - one example per sequence"),
         density=density if t.packed else "n/a (packing off)",
-        packing_memory=("~density × 0.9 of unpacked memory per sequence (seed 001 formula)"
+        packing_memory=("~density × 0.9 of unpacked memory per sequence"
                         if t.packed else "none"),
         batch_sizes=", ".join(f"{_distinct(sorted(v))} ({m})" for m, v in per_model.items()),
         grad_accum=(f"{_distinct([r.gradient_accumulation_steps for r in ft])} (effective "
@@ -209,7 +209,6 @@ def _compute(est: PlanEstimate, exp: Expansion) -> dict[str, Any]:
                 model=model, source=first.source,
                 it_s=f"{first.it_per_s:.2f}" if first.it_per_s else "",
                 batch=run0.batch_size, steps=first.steps_per_epoch,
-                samples=(first.steps_per_epoch or 0) * run0.batch_size,
                 per_run=minutes(first.train_minutes.value), range=span(first.train_minutes),
                 epochs=run0.epochs, count=len(trained), total=minutes(total.value),
                 gpu_hours=f"{gpu_minutes / 60:.2f}"))
@@ -243,11 +242,13 @@ def _scenario(s: Any) -> dict[str, Any]:
                 evals=minutes(s.eval_minutes), total=minutes(s.total_minutes))
 
 
-# --- design-experiment.log (seed 004) -------------------------------------------------------
+# --- design-experiment.log --------------------------------------------------------------------
 
 def render_design_log(plan: Plan, exp: Expansion, checks: Sequence[Check], est: PlanEstimate,
                       timestamp: str) -> str:
-    """Timestamped VERIFY_* / CALCULATE_* / DECIDE_* entries, in seed 004's format."""
+    """Timestamped VERIFY_* / CALCULATE_* / DECIDE_* entries, each
+    ``[YYYY-MM-DD HH:MM:SS] ACTION: brief`` then a Command/Calculation/Decision line, a
+    Result line and an Explanation line."""
     entries: list[tuple[str, str, str, str, str]] = []
     for c in checks:
         entries.append((c.action, f"Checking {c.subject}", f"Command: {c.command}", c.result,
@@ -271,7 +272,9 @@ def render_design_log(plan: Plan, exp: Expansion, checks: Sequence[Check], est: 
                                            if any(k == f for f, _ in exp.factor_levels)) or "none"))
     recipes = ", ".join(dict.fromkeys(r.recipe for r in exp.finetuned)) or "none (controls only)"
     entries.append(("DECIDE_RECIPE", "Recipe from GPUs and validation", f"Decision: {recipes}",
-                    "LoRA alpha = 2 x rank", "seed 001 recipe selection logic"))
+                    "LoRA alpha = 2 x rank",
+                    "1 GPU: lora_finetune_single_device, more: lora_finetune_distributed; "
+                    "+ _val when validating"))
     entries.append(("COMPLETE", "Plan checked", f"Status: {len(exp.runs)} runs, "
                     f"{len(exp.evaluations)} evaluations, {est.gpu_hours:.2f} GPU hours",
                     "runs_plan.md rendered", "Next: merge the PR; the watcher submits it"))

@@ -1,4 +1,5 @@
-"""Sites (sites/NAME.yaml): where and how a plan runs. Replaces the seeds' claude.local.md."""
+"""Sites (sites/NAME.yaml): where and how a plan runs: the cluster's paths, scheduler settings
+and job environment, kept out of the plans that name the site."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """torchtune backend: per run setup_finetune.yaml, finetune.yaml and finetune.slurm.
 
 Rendering is pure. The recipe that runs is a real torchtune 0.6.1 recipe
-(``lora_finetune_single_device`` or ``lora_finetune_distributed``); the seeds'
-``_val`` names (cruijff_kit's own recipes) are recorded in setup_finetune.yaml
-only. torchtune 0.6.1 has no validation loop, so for ``validation: true`` the
-config carries a ``dataset_val`` block and the job ends with
+(``lora_finetune_single_device`` or ``lora_finetune_distributed``); the plan's
+recipe name, which ends in ``_val`` when it validates (cruijff_kit's own recipes, not
+torchtune's), is recorded in setup_finetune.yaml only. torchtune 0.6.1 has no
+validation loop, so for ``validation: true`` the config carries a ``dataset_val``
+block and the job ends with
 ``python3 -m tunegit.tools.torchtune validation-loss finetune.yaml``, which
 scores every saved epoch on that split (see ``main``); an evaluation of the
 ``best`` epoch asks ``python3 -m tunegit.tools.torchtune best-epoch CK_OUT``.

@@ -1,19 +1,20 @@
 """Estimates of time, GPU-hours, batch size and disk, with provenance and ranges (pure).
 
-Seed 001's formulas, as pure functions:
+The formulas, as pure functions:
 - training, from the repository's history when it has priors on the same kind of device
   (CPU or GPU; same model and GPU first, other models scaled by SPEED_POINTS): training
   tokens (padded: see Shape) / tokens per second, where seconds per step = a + b x tokens
   per step is fitted on the priors' steady speeds, plus startup and per-epoch checkpoint
   saves fitted on their measured wall times; every estimate names its prior runs and its
-  range is the model's own error on them. Else the seed's fallback table, scaled by
-  model size, dataset size and device (marked preliminary);
+  range is the model's own error on them. Else the fallback: a 1B model's 30-60 min per
+  epoch of ~8,000 examples on a GPU, scaled by model size, dataset size and device
+  (marked preliminary);
 - evaluation: test samples / batch / (training it/s x 2.5) + 1 minute overhead;
 - batch size: (GPU memory / peak memory per batch) x 0.7, / packing density x 0.6;
 - disk: runs x epochs x checkpoint size + 10 MB per evaluation + 15%.
 
 Here the assembly (estimate_run, estimate_plan, scenarios) and its records; the parts:
-``formulas`` (the seed's formulas and tables), ``fit`` (the time model fitted on priors),
+``formulas`` (the formulas, their constants and tables), ``fit`` (the time model fitted on priors),
 ``choice`` (which priors, once per run shape). Their public names are importable from here.
 """
 
@@ -194,7 +195,7 @@ def _train_time(run: Run, info: DatasetInfo | None, chooser: PriorChooser, devic
 
 def _fallback(run: Run, shape: Shape | None, device: str, ckpt_gib: float, calc: list[str],
               ) -> tuple[Span, float | None, int | None, str, bool]:
-    """Seed 001's table (1B: 30-60 min per epoch of ~8,000 examples on a GPU), scaled by model
+    """The fallback table (1B: 30-60 min per epoch of ~8,000 examples on a GPU), scaled by model
     size (SPEED_POINTS), by the dataset's examples, and x20 on a CPU; plus model loading and
     checkpoint saves (~14 s per GiB, the real 1B log's 33 s)."""
     size = interp(SPEED_POINTS, models.params_billions(run.model) or 1.24)

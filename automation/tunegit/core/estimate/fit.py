@@ -134,8 +134,8 @@ def _line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
 def step_model(points: Sequence[Point]) -> tuple[float, float]:
     """Seconds per step = a + b x tokens per step, fitted on the priors.
 
-    One distinct tokens-per-step figure: proportional (the same tokens/s), the conservative
-    reading of seed 001 ("sample throughput held constant").
+    With one distinct tokens-per-step figure no line can be fitted: seconds per step are then
+    proportional to tokens per step (tokens per second held constant), the conservative choice.
     """
     if len({round(p.tokens_per_step, 6) for p in points}) < 2:
         return 0.0, statistics.median(p.step_s / p.tokens_per_step for p in points)

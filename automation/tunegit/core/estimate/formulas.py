@@ -1,7 +1,7 @@
-"""Seed 001's formulas as pure functions, with their constants and the ranged number ``Span``.
+"""The estimate formulas as pure functions, with their constants and the ranged number ``Span``.
 
 Training and evaluation minutes, the batch-size ceiling from memory, disk, packing density,
-and the seed's fallback tables and model-size curves (SPEED_POINTS, MEMORY_POINTS).
+and the fallback tables and model-size curves used without priors (SPEED_POINTS, MEMORY_POINTS).
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ EVAL_LOG_GIB = 0.01
 DISK_MARGIN = 0.15
 TEMPLATE_TOKENS = 12
 CHARS_PER_TOKEN = 3.5
-# The fallback table's reference: seed 001's 1B example (10,000 words x 0.8) on one GPU.
+# The fallback table's reference: a 1B fine-tune on 10,000 words x 0.8 (train split), one GPU.
 FALLBACK_EXAMPLES = 8000
 CPU_SLOWDOWN = 20.0  # a guess, marked preliminary: training on CPU vs the table's GPU
 STARTUP_MIN = 1.0  # loading the model and data before the first step
 SAVE_S_PER_GIB = 14.0  # the real 1B log: 33 s per checkpoint of ~2.4 GiB
 
-# Seed 001: "3B is ~2x slower than 1B, 7B ~4-5x, 8B ~5-6x"; memory "3B ~2-3x of 1B, 7B ~4-5x".
+# Relative to 1B: 3B trains ~2x slower, 7B ~4-5x, 8B ~5-6x; memory: 3B ~2-3x, 7B ~4-5x.
 SPEED_POINTS = ((0.0001, 0.01), (1.24, 1.0), (3.21, 2.0), (7.0, 4.5), (8.03, 5.5), (70.6, 50.0))
 MEMORY_POINTS = ((0.0001, 0.01), (1.24, 1.0), (3.21, 2.5), (7.0, 4.5), (8.03, 5.0), (70.6, 45.0))
-# Seed 001 fallback tables (no prior data): minutes per epoch, minutes per evaluation, GiB.
+# Fallback tables (no prior data), by billions of parameters: minutes per epoch, minutes per
+# evaluation, GiB per checkpoint.
 EPOCH_MINUTES: tuple[tuple[float, tuple[float, float]], ...] = (
     (1.5, (30, 60)), (4.0, (60, 120)), (1e9, (180, 300)))
 EVAL_MINUTES: tuple[tuple[float, tuple[float, float]], ...] = (
