@@ -137,9 +137,10 @@ def _flow(value: Any) -> str:
 def make_repo(root: Path, *, files: tuple[str, ...] = PLAN_FILES,
               experiments: tuple[str, ...] = (), plans: Mapping[str, str] | None = None,
               gitignore: str | None = None, link_automation: bool = False,
-              commit: str | None = None) -> Path:
+              commit: str | None = None, texts: Mapping[str, str] | None = None) -> Path:
     """An experiments repository in ``root``: ``files`` and the named example experiments
-    copied from this checkout, ``plans`` ({name: text}) written, a .gitignore.
+    copied from this checkout, ``plans`` ({name: text}) and ``texts`` ({path: text})
+    written, a .gitignore.
 
     ``link_automation`` links this checkout's automation/ in (job scripts put
     <repo>/automation on PYTHONPATH); ``commit``: make it a git repository on main whose one
@@ -152,6 +153,9 @@ def make_repo(root: Path, *, files: tuple[str, ...] = PLAN_FILES,
     for name, text in (plans or {}).items():
         (root / "experiments" / name).mkdir(parents=True)
         (root / "experiments" / name / "experiment.yaml").write_text(text)
+    for rel, text in (texts or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
     if link_automation:
         (root / "automation").symlink_to(REPO / "automation")
     if gitignore is not None:

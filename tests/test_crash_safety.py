@@ -43,9 +43,10 @@ SITE = "crash-slurm"
 
 
 def crash_plan(name: str, site: str, ranks: list[int]) -> str:
-    """One tiny run per rank; the model is absent, so a job that starts fails in a second."""
+    """One tiny run per rank; the model is never made here (no `tunegit tiny-model`), so a
+    job that starts fails in a second."""
     return tiny_plan(name, question="Does a killed watcher ever submit twice or lose a status "
-                     "change?", site=site, models=["tunegit/tiny-llama-absent"],
+                     "change?", site=site, models=["tunegit/tiny-llama"],
                      factors={"lora_rank": ranks}, training=WHOLE_EPOCH)
 
 

@@ -21,7 +21,7 @@ import yaml
 
 from planfixtures import LOCAL_FILES
 from test_crash_safety import SBATCH_HEADER
-from test_local_executor import failing_plan, job_repo
+from test_local_executor import MISSING_MODEL, failing_plan, job_repo
 from test_slurm_executor import cluster_state
 from tunegit import cli
 from tunegit.cli import main
@@ -190,7 +190,8 @@ def test_failed_finetune_blocks_its_evaluations_and_slurm_cancels_them(
         tmp_path: Path, calls: Calls) -> None:
     name = fresh("fail_blocks_slurm")
     repo = job_repo(tmp_path / "repo", files=(*LOCAL_FILES, f"sites/{SITE}.yaml"),
-                    plans={name: failing_plan(name, SITE)})
+                    plans={name: failing_plan(name, SITE)},
+                    texts={"models.yaml": MISSING_MODEL})
     assert main(["-C", str(repo), "tiny-model"]) == 0
     assert main(["-C", str(repo), "run", name, "--poll", "1"]) == 1  # a step failed
 
@@ -293,7 +294,8 @@ def test_run_backs_off_while_the_scheduler_does_not_answer_and_never_fails_a_job
     monkeypatch.setattr(run_cmd, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
     name = fresh("backoff")
     repo = job_repo(tmp_path / "repo", files=(*LOCAL_FILES, f"sites/{SITE}.yaml"),
-                    plans={name: failing_plan(name, SITE)})
+                    plans={name: failing_plan(name, SITE)},
+                    texts={"models.yaml": MISSING_MODEL})
     assert main(["-C", str(repo), "run", name, "--poll", "1"]) == 130
     err = capsys.readouterr().err
     assert err.count("scheduler not answering") == 2

@@ -26,9 +26,28 @@ TRAIN = pytest.mark.skipif(importlib.util.find_spec("torchtune") is None
                            reason="needs the train extra (pip install -e '.[train]')")
 
 
+# The lab's own catalog entry (models.yaml) for a model no site has a directory for: the
+# catalog knows it, so the plan checks, and its fine-tune fails as soon as it starts.
+MISSING_MODEL = """\
+models:
+  - ids: [tunegit/tiny-llama-missing]
+    family: llama3_2
+    params_b: 1.24
+    lora_builder: torchtune.models.llama3_2.lora_llama3_2_1b
+    tokenizer:
+      component: torchtune.models.llama3.llama3_tokenizer
+      files: {path: original/tokenizer.model}
+    model_type: LLAMA3_2
+    checkpoint_files: [model.safetensors]
+    max_seq_len: 131072
+    checkpoint_gib: 2.4
+    hf_model_type: llama
+"""
+
+
 def failing_plan(name: str, site: str) -> str:
-    """Two fine-tunes of the tiny model; the second names a model directory that does not
-    exist."""
+    """Two fine-tunes; the second names a model (known from the lab's catalog,
+    MISSING_MODEL, to be written as models.yaml) whose directory does not exist."""
     return tiny_plan(name, question="Does a failed fine-tune block only its own evaluations?",
                      site=site, models=["tunegit/tiny-llama", "tunegit/tiny-llama-missing"],
                      factors=None, run_name="{model}", training=WHOLE_EPOCH)
@@ -137,7 +156,8 @@ def test_a_fresh_executor_finds_jobs_by_name(tmp_path: Path) -> None:
 def test_failed_finetune_blocks_its_evaluations_while_the_other_run_goes_on(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     name = "fail_blocks_local"
-    repo = job_repo(tmp_path / "repo", plans={name: failing_plan(name, "local")})
+    repo = job_repo(tmp_path / "repo", plans={name: failing_plan(name, "local")},
+                    texts={"models.yaml": MISSING_MODEL})
     assert main(["-C", str(repo), "tiny-model"]) == 0
     assert main(["-C", str(repo), "run", name, "--poll", "1"]) == 1  # a step failed
     printed = capsys.readouterr().out
