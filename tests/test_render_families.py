@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
+from test_tools_render import render_all
 from tunegit.core.expand import expand
 from tunegit.edges.workspace import Workspace
 from tunegit.spec import models
 from tunegit.spec.plan import Plan
-from tunegit.tools import RenderContext, get_evaluation, get_preparation, torchtune
+from tunegit.tools import RenderContext, torchtune
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "families"
@@ -49,15 +50,7 @@ def context(plan: Plan) -> RenderContext:
 
 
 def scaffold(plan: Plan) -> dict[str, str]:
-    ctx = context(plan)
-    prep, evaluation = get_preparation("torchtune"), get_evaluation("inspect-ai")
-    expansion = expand(plan)
-    files: dict[str, str] = {}
-    for run in expansion.runs:
-        files.update(prep.render_run(ctx, run))
-        for item in expansion.evaluations_of(run.name):
-            files.update(evaluation.render_evaluation(ctx, run, item))
-    return files
+    return render_all(context(plan), expand(plan))
 
 
 @pytest.fixture(scope="module")
