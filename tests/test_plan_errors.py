@@ -141,3 +141,66 @@ def test_malformed_status_of_another_experiment_is_ignored_for_priors(
     write_plan(root, "exp", P)
     code, _, err = run_cli(capsys, root, "check", "--write", "experiments/exp")
     assert code == 0, err
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (("  packed: false", "  packed: false\n  seed: 0777"),
+     f"{FILE}:14:9: training.seed: 0777 has a leading zero, which YAML reads as the octal "
+     "number 511\n  hint: write the number without the leading zero (777), or quote it "
+     "(\"0777\") if it is text\n"),
+    (("lora_rank: [4, 64]", "lora_rank: [4, 064]"),
+     f"{FILE}:7:18: factors.lora_rank[1]: 064 has a leading zero, which YAML reads as the "
+     "octal number 52\n  hint: write the number without the leading zero (64), or quote it "
+     "(\"064\") if it is text\n"),
+    (("  packed: false", "  packed: false\n  seed: 1:30"),
+     f"{FILE}:14:9: training.seed: 1:30 is a YAML 1.1 base-60 number (read as 90)\n"
+     "  hint: write the number in decimal, or quote it (\"1:30\") if it is text\n"),
+])
+def test_integers_yaml_would_silently_change_are_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str],
+        expected: str) -> None:
+    code, err = check(tmp_path, capsys, minimal_plan("exp", edit))
+    assert code == 1
+    assert err == expected + FAILED
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (("lora_rank: [4, 64]", "lora_rank: [4, 99999999999999999999999]"),
+     f"{FILE}:7:18: factors.lora_rank[1]: level 99999999999999999999999: Input should be less "
+     "than or equal to 4096\n  hint: each level must be a valid `training.lora_rank`\n"),
+    (("  batch_size: 4", "  batch_size: 4\n  lora_rank: 99999999999999999999999"),
+     f"{FILE}:13:14: training.lora_rank: Input should be less than or equal to 4096\n"
+     "  hint: see `tunegit schema` for the expected form\n"),
+    (("  packed: false", "  packed: false\n  seed: -1"),
+     f"{FILE}:14:9: training.seed: Input should be greater than or equal to 0\n"
+     "  hint: see `tunegit schema` for the expected form\n"),
+    (("  packed: false", "  packed: false\n  max_seq_len: 100000000000"),
+     f"{FILE}:14:16: training.max_seq_len: Input should be less than or equal to 1048576\n"
+     "  hint: see `tunegit schema` for the expected form\n"),
+])
+def test_integers_are_bounded_to_sane_maxima(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str],
+        expected: str) -> None:
+    code, err = check(tmp_path, capsys, minimal_plan("exp", edit))
+    assert code == 1
+    assert err == expected + FAILED
+
+
+def test_two_experiments_whose_names_differ_only_by_case_are_refused_naming_both(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_repo(tmp_path)
+    write_plan(root, "Case", minimal_plan("Case"))
+    write_plan(root, "case", minimal_plan("case"))
+    code, _, err = run_cli(capsys, root, "check", "experiments/case")
+    assert code == 1
+    assert err == (
+        "experiments/case/experiment.yaml:1:7: name: 'case' differs only by case from the "
+        "experiment in experiments/Case/experiment.yaml\n"
+        "  hint: rename one of them: on a case-insensitive filesystem (macOS, Windows) they are "
+        "one directory, and their jobs and outputs would mix\n"
+        "1 of 1 experiment(s) failed the check\n")
+    code, _, err = run_cli(capsys, root, "check")
+    assert code == 1
+    assert "experiments/Case/experiment.yaml:1:7: name: 'Case' differs only by case from the " \
+        "experiment in experiments/case/experiment.yaml\n" in err
+    assert "2 of 2 experiment(s) failed the check\n" in err

@@ -3,6 +3,7 @@ deterministic serializer."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 
 from planfixtures import EXAMPLE_8L, REPO
 from tunegit import files
+from tunegit.commands.status import elapsed
 from tunegit.core import status
 from tunegit.core.expand import expand
 from tunegit.spec.plan import Plan
@@ -112,3 +114,16 @@ def test_write_if_changed_is_atomic_and_idempotent(tmp_path: Path) -> None:
     assert files.write_if_changed(path, "b\n") is True
     assert path.read_text() == "b\n"
     assert [p.name for p in path.parent.iterdir()] == ["f.yaml"]  # no temp files left
+
+
+@pytest.mark.parametrize(("step", "shown"), [
+    (status.Step("running", started="2026-01-01T12:10:00Z"), "0m 00s"),  # a start in the future
+    (status.Step("failed", elapsed_s=-600.0), "0m 00s"),
+    (status.Step("running", started="2026-01-01T10:10:00Z"), "1h 50m"),
+    (status.Step("completed", elapsed_s=75.0), "1m 15s"),
+])
+def test_elapsed_is_never_shown_negative(step: status.Step, shown: str) -> None:
+    """Clocks of two machines can disagree (a start recorded ahead of this clock): the
+    status table shows 0, not "-1h 50m"."""
+    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    assert elapsed(step, now) == shown

@@ -37,7 +37,8 @@ def elapsed(step: Step, now: dt.datetime) -> str:
         seconds = (now - start).total_seconds()
     if seconds is None:
         return ""
-    m, s = divmod(int(seconds), 60)
+    # A start ahead of this clock (two machines' clocks disagree) shows 0, never "-1h 50m".
+    m, s = divmod(max(0, int(seconds)), 60)
     h, m = divmod(m, 60)
     return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
 

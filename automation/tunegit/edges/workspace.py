@@ -92,7 +92,22 @@ class Workspace:
                     )
                 ]
             )
+        twin = self.case_twin(plan.name)
+        if twin is not None and plan_path.name == PLAN_FILE:
+            raise PlanError(problems=[located.problem(
+                ("name",), f"{plan.name!r} differs only by case from the experiment in "
+                f"{self.rel(twin)}",
+                hint="rename one of them: on a case-insensitive filesystem (macOS, Windows) they "
+                "are one directory, and their jobs and outputs would mix")])
         return LoadedPlan(plan, located, plan_path)
+
+    def case_twin(self, name: str) -> Path | None:
+        """The plan of another experiment whose name equals ``name`` but for case, if any."""
+        folded = name.casefold()
+        for other in self.experiments():
+            if other != name and other.casefold() == folded:
+                return self.experiment_dir(other) / PLAN_FILE
+        return None
 
     def site_path(self, name: str) -> Path:
         return self.root / "sites" / f"{name}.yaml"

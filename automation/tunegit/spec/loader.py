@@ -106,9 +106,11 @@ class _Builder:
             hint="plans are plain YAML: remove the tag"))
         return None
 
-    def _scalar(self, node: Node, path: FieldPath) -> Any:
+    def _scalar(self, node: Node, path: FieldPath, *, is_key: bool = False) -> Any:
         if node.tag not in PLAIN_SCALAR_TAGS:
             return self._bad_tag(node, path)
+        if not is_key and _surprising_number(node):
+            return self._surprise(node, path)
         try:
             value = self.constructor.construct_object(node, deep=True)
         except (ConstructorError, ValueError, OverflowError) as exc:
@@ -124,6 +126,23 @@ class _Builder:
             return None
         return value
 
+    def _surprise(self, node: Node, path: FieldPath) -> None:
+        """A plain number YAML 1.1 reads as something else than it shows (``0777`` is 511,
+        ``1:30`` is 90): refused, so a seed or a size is never silently another number."""
+        text = str(node.value)
+        value = self.constructor.construct_object(node, deep=True)
+        if ":" in text:
+            message = f"{text} is a YAML 1.1 base-60 number (read as {value})"
+            hint = f'write the number in decimal, or quote it ("{text}") if it is text'
+        else:
+            sign = text[0] if text[0] in "+-" else ""
+            plain = sign.replace("+", "") + (text[len(sign):].lstrip("0_") or "0")
+            message = f"{text} has a leading zero, which YAML reads as the octal number {value}"
+            hint = (f"write the number without the leading zero ({plain}), or quote it "
+                    f'("{text}") if it is text')
+        self.problems.append(Problem(self.file, message, *self.mark(node), format_path(path),
+                                     hint=hint))
+
     def _mapping(self, node: MappingNode, path: FieldPath) -> dict[Any, Any] | None:
         if node.tag != "tag:yaml.org,2002:map":
             self._bad_tag(node, path)
@@ -135,7 +154,7 @@ class _Builder:
                                              *self.mark(key_node), format_path(path)))
                 continue
             # Keys are names: `1:`, `~:` or `2024-01-01:` stay the text that was written.
-            key = self._scalar(key_node, path)
+            key = self._scalar(key_node, path, is_key=True)
             key = key if isinstance(key, str) else str(key_node.value)
             keyed: FieldPath = (*path, key)
             if key in out:
@@ -160,6 +179,16 @@ class _Builder:
 
 
 _UNWRITABLE = re.compile("[\x00\ud800-\udfff]")
+# YAML 1.1 numbers that do not mean what they show: octal by a leading zero, base 60 by colons.
+_OCTAL = re.compile(r"[-+]?0[0-7_]+")
+_NUMBER_TAGS = (_YAML + "int", _YAML + "float")
+
+
+def _surprising_number(node: Node) -> bool:
+    if not isinstance(node, ScalarNode) or node.style is not None or node.tag not in _NUMBER_TAGS:
+        return False
+    text = str(node.value)
+    return ":" in text or (node.tag == _YAML + "int" and _OCTAL.fullmatch(text) is not None)
 
 
 def _codepoint(character: int | str) -> str:

@@ -15,10 +15,22 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"  # no leading dot: never `.` or `..`
 Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=200)]
 PositiveInt = Annotated[int, Field(gt=0)]
-# Bounds that keep a typo (epochs: 1000000000) from turning `check` into a denial of service.
+# Bounds that keep a typo (epochs: 1000000000) from turning `check` into a denial of service,
+# or an estimate into nonsense ("0.0 GiB" for a rank of 10**23): each is far above any real use.
 MAX_EPOCHS = 1000
 MAX_RUNS = 10_000
+MAX_LORA_RANK = 4096  # LoRA ranks in use are 4..256; 4096 is past any model's need
+MAX_BATCH_SIZE = 65_536
+MAX_SEQ_LEN = 1_048_576  # 2**20 tokens
+MAX_GPUS = 64  # one job runs on one node (#SBATCH --nodes=1)
+MAX_STEPS = 10_000_000  # gradient accumulation steps, steps per epoch
+MAX_SEED = 2**32 - 1  # torchtune's set_seed takes an unsigned 32-bit seed
 Epochs = Annotated[int, Field(gt=0, le=MAX_EPOCHS)]
+BatchSize = Annotated[int, Field(gt=0, le=MAX_BATCH_SIZE)]
+LoraRank = Annotated[int, Field(gt=0, le=MAX_LORA_RANK)]
+SeqLen = Annotated[int, Field(gt=0, le=MAX_SEQ_LEN)]
+Gpus = Annotated[int, Field(gt=0, le=MAX_GPUS)]
+Steps = Annotated[int, Field(gt=0, le=MAX_STEPS)]
 Finite = Field(allow_inf_nan=False)
 
 
@@ -62,19 +74,19 @@ class Training(Strict):
 
     epochs: Epochs = 1
     learning_rate: Annotated[float, Field(gt=0), Finite] = 3.0e-4
-    batch_size: PositiveInt | dict[str, PositiveInt] = Field(
+    batch_size: BatchSize | dict[str, BatchSize] = Field(
         default=4, description="One size, or per model short name with a `default` key.")
-    lora_rank: PositiveInt = 8
+    lora_rank: LoraRank = 8
     lora_dropout: Annotated[float, Field(ge=0, lt=1), Finite] = 0.0
     weight_decay: Annotated[float, Field(ge=0), Finite] = 0.01
     packed: bool = True
-    max_seq_len: PositiveInt = 2048
+    max_seq_len: SeqLen = 2048
     validation: bool = False
-    gpus: PositiveInt = 1
-    gradient_accumulation_steps: PositiveInt = 1
+    gpus: Gpus = 1
+    gradient_accumulation_steps: Steps = 1
     system_prompt: str = ""
-    seed: int = 42
-    max_steps_per_epoch: PositiveInt | None = None
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 42
+    max_steps_per_epoch: Steps | None = None
 
     @field_validator("batch_size")
     @classmethod
@@ -88,7 +100,7 @@ class RunTraining(Training):
     """The training of one run: the plan's, with the run's factor levels applied and the
     batch size chosen for its model. Every Training key is here without being listed again."""
 
-    batch_size: PositiveInt = 4
+    batch_size: BatchSize = 4
 
 
 # Training keys that stay one value per plan: the GPUs shape every job's resources and
@@ -109,7 +121,7 @@ class EvalTask(Strict):
                          "dataset) or a path to a JSON file.")
     split: str = "test"
     description: str = ""
-    max_tokens: PositiveInt = 32
+    max_tokens: SeqLen = 32
 
 
 EpochChoice = Literal["last", "first", "all", "best"]
