@@ -28,6 +28,7 @@ from tunegit.cli import main
 from tunegit.commands import cancel as cancel_cmd
 from tunegit.commands import retry as retry_cmd
 from tunegit.commands import run as run_cmd
+from tunegit.core.jobplan import job_name
 from tunegit.core.records import SCHEDULER_UNANSWERED
 from tunegit.core.status import StatusFile
 from tunegit.edges.workspace import STATUS_FILE, Workspace
@@ -77,7 +78,7 @@ def calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Calls:
 
 
 def fresh(name: str) -> str:
-    """Job names are tg.<experiment>...; squeue remembers finished jobs for MinJobAge (300 s),
+    """Job names are tg:<experiment>:...; squeue remembers finished jobs for MinJobAge (300 s),
     so each test's experiment gets its own name, or it would adopt an earlier test's jobs."""
     return f"{name}_{uuid.uuid4().hex[:6]}"
 
@@ -248,15 +249,16 @@ def test_scancel_is_cancelled_timeout_is_failed_then_retry_and_cancel(
     status = status_of(repo, name)
     step = status.step("tiny-llama_rank8", None)
     assert (step.status, step.attempt, step.job_name) == (
-        "pending", 2, f"tg.{name}.tiny-llama_rank8.ft.a2")
+        "pending", 2, job_name(name, "tiny-llama_rank8", "ft", 2))
     assert step.attempts[0]["job_id"] == cancelled_id
     status = cycle_until(ws, name, "one-minute",
                          lambda s: s.step("tiny-llama_rank8", None).status != "pending", 30)
     new_id = status.step("tiny-llama_rank8", None).job_id
     assert new_id and new_id != cancelled_id
-    assert any(f"--job-name=tg.{name}.tiny-llama_rank8.ft.a2" in a for a in calls.of("sbatch"))
+    assert any(f"--job-name={job_name(name, 'tiny-llama_rank8', 'ft', 2)}" in a
+               for a in calls.of("sbatch"))
     assert status.step("tiny-llama_rank8", "capitalization_epoch_499").job_name == (
-        f"tg.{name}.tiny-llama_rank8.capitalization_epoch_499.a2")
+        job_name(name, "tiny-llama_rank8", "capitalization_epoch_499", 2))
 
     # tunegit cancel: scancel through the executor, recorded as cancelled by the user.
     assert cancel_cmd.main(parser.parse_args(

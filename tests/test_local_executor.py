@@ -18,8 +18,12 @@ from planfixtures import LOCAL_FILES, WHOLE_EPOCH, make_repo, tiny_plan
 from tunegit.cli import main
 from tunegit.core import states
 from tunegit.core.observe import FINISHED_JOB_STATES, status_from_observation
+from tunegit.edges.workspace import STATUS_FILE, Workspace
+from tunegit.executors import executor_factory
 from tunegit.executors.base import JobObservation, JobPlan
 from tunegit.executors.local import LocalExecutor
+from tunegit.files import read_status, utc_now
+from tunegit.loop.engine import cycle
 
 TRAIN = pytest.mark.skipif(importlib.util.find_spec("torchtune") is None
                            or importlib.util.find_spec("inspect_ai") is None,
@@ -147,7 +151,32 @@ def test_a_fresh_executor_finds_jobs_by_name(tmp_path: Path) -> None:
     fresh = LocalExecutor(tmp_path / "state")
     answer = fresh.poll([], names=[spec.name, "tg.test.never-submitted.ft"])
     assert answer.ok and answer.names == {spec.name: job_id}
+    assert answer.origins == {spec.name: str(spec.script)}  # to tell it from a namesake's
     assert wait(fresh, job_id, FINISHED).state == states.JOB_COMPLETED
+
+
+def test_experiments_whose_names_join_alike_each_run_their_own_job(tmp_path: Path) -> None:
+    """Experiment `x.y` run `z_8` and experiment `x` run `y.z_8`: names joined by dots were
+    both `tg.x.y.z_8.ft`, and the second experiment adopted the first's job as its own."""
+    runs = {"x.y": "z_8", "x": "y.z_8"}
+    plans = {name: tiny_plan(name, run_name=run.replace("8", "{lora_rank}"))
+             for name, run in runs.items()}
+    repo = job_repo(tmp_path / "repo", plans=plans)
+    ws = Workspace(repo)
+    make = executor_factory(ws)
+    steps = {}
+    for name, run in runs.items():
+        result = cycle(ws, [name], now=utc_now(), plan_commit=None, executor_for=make)
+        assert result.errors == ()
+        status = read_status(repo / "experiments" / name / STATUS_FILE)
+        assert status is not None
+        steps[name] = status.step(run, None)
+    for step in steps.values():
+        make(ws.load_site("local")).cancel([step.job_id or ""])
+    first, second = steps["x.y"], steps["x"]
+    assert first.status == second.status == states.SUBMITTED
+    assert first.job_id != second.job_id and first.job_name != second.job_name
+    assert second.message is None  # submitted, not "found in the scheduler by its job name"
 
 
 @pytest.mark.slow

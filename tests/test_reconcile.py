@@ -23,6 +23,7 @@ R8, R32, BASE = "tiny-llama_rank8", "tiny-llama_rank32", "tiny-llama_base"
 EV, EVB = "capitalization_epoch_1", "capitalization"
 FT8, FT32 = job_name(EXP, R8, "ft"), job_name(EXP, R32, "ft")
 EV8, EV32, EVBASE = job_name(EXP, R8, EV), job_name(EXP, R32, EV), job_name(EXP, BASE, EVB)
+FT8_A2, EV8_A2 = job_name(EXP, R8, "ft", 2), job_name(EXP, R8, EV, 2)  # second attempts
 
 Where = tuple[str, str | None]  # (run, evaluation key or None for fine-tuning)
 
@@ -224,29 +225,29 @@ def test_retry_is_a_new_attempt_under_a_new_name() -> None:
     after, transitions = retry(before, EXP, R8, None, LATER)
     ft = after.step(R8, None)
     assert (ft.status, ft.attempt, ft.job_name, ft.job_id, ft.last_updated) == (
-        states.PENDING, 2, f"{FT8}.a2", None, LATER)
+        states.PENDING, 2, FT8_A2, None, LATER)
     assert ft.attempts == ({"attempt": 1, "job_id": "7_0", "job_name": FT8, "status": "failed",
                             "reason": "TimeLimit", "started": NOW, "ended": NOW,
                             "elapsed_s": 60.0, "log": "/x/logs/finetune.log",
                             "last_updated": NOW},)
     ev = after.step(R8, EV)
     assert (ev.status, ev.attempt, ev.job_name, ev.attempts[0]["job_id"]) == (
-        states.PENDING, 2, f"{EV8}.a2", "8")
+        states.PENDING, 2, EV8_A2, "8")
     assert [(t.run, t.key, t.old, t.new) for t in transitions] == [
         (R8, None, "failed", "pending"), (R8, EV, "blocked", "pending")]
     # The next pass submits both under the new names, the evaluation chained on the new attempt.
     d = decide(EXPANSION, after, poll(names={FT8: "7_0", EV8: "8"}), experiment=EXP,
                now=LATER, capacity=None, dependencies=True)
     subs = {(s.run, s.key): s for s in d.submit}
-    assert (subs[R8, None].name, subs[R8, None].attempt) == (f"{FT8}.a2", 2)
-    assert (subs[R8, EV].name, subs[R8, EV].after) == (f"{EV8}.a2", (f"{FT8}.a2",))
+    assert (subs[R8, None].name, subs[R8, None].attempt) == (FT8_A2, 2)
+    assert (subs[R8, EV].name, subs[R8, EV].after) == (EV8_A2, (FT8_A2,))
     assert d.status.step(R8, None).status == states.PENDING  # the old name is not adopted
 
 
 def test_retried_job_found_by_its_new_name_is_adopted_with_its_attempt() -> None:
     before, _ = retry(status({(R8, None): Step(states.CANCELLED, job_id="7_0", job_name=FT8)}),
                       EXP, R8, None, NOW)
-    d = decide(EXPANSION, before, poll(names={f"{FT8}.a2": "55"}), experiment=EXP, now=LATER,
+    d = decide(EXPANSION, before, poll(names={FT8_A2: "55"}), experiment=EXP, now=LATER,
                capacity=None, dependencies=True)
     step = d.status.step(R8, None)
     assert (step.status, step.job_id, step.attempt) == (states.SUBMITTED, "55", 2)
@@ -277,3 +278,34 @@ def test_cancel_marks_live_and_pending_steps_and_names_live_ids() -> None:
     assert after.step(R8, None).reason == states.REASON_CANCELLED
     assert after.step(R32, None).status == states.COMPLETED
     assert after.step(BASE, EVB).status == states.PENDING
+
+
+@pytest.mark.parametrize(("one", "other"), [
+    (("x.y", "z_8", "ft"), ("x", "y.z_8", "ft")),
+    (("e", "r", "t.x_epoch_1"), ("e", "r.t", "x_epoch_1")),
+    (("e", "r", "ft", 2), ("e", "r.ft", "a2")),
+], ids=["experiment_and_run", "run_and_evaluation", "attempt_and_stage"])
+def test_job_names_of_different_steps_never_collide(one: tuple[Any, ...],
+                                                    other: tuple[Any, ...]) -> None:
+    """Names may hold dots, so a dot cannot separate them: each part must stay apart."""
+    assert job_name(*one) != job_name(*other)
+
+
+WORK = "/scratch/out/exp"
+
+
+@pytest.mark.parametrize(("origin", "adopted"), [
+    (f"{WORK}/{R8}/finetune.slurm", True),
+    (f"{WORK}/.tunegit/tg-array.sh", True),
+    ("/scratch/out/exp-copy/tiny-llama_rank8/finetune.slurm", False),  # a sibling, not inside
+    ("/home/other/out/exp/tiny-llama_rank8/finetune.slurm", False),
+])
+def test_a_job_found_by_name_is_adopted_only_when_it_runs_from_this_experiment(
+        origin: str, adopted: bool) -> None:
+    """Another checkout of the same experiment (same names, other output_dir) is not ours."""
+    answer = Poll({}, {FT8: "41_0"}, origins={FT8: origin})
+    d = decide(EXPANSION, status(), answer, experiment=EXP, now=LATER, capacity=None,
+               dependencies=True, work_dir=WORK)
+    step = d.status.step(R8, None)
+    assert (step.status == states.SUBMITTED) is adopted
+    assert ((R8, None) in {(s.run, s.key) for s in d.submit}) is not adopted

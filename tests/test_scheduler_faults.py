@@ -24,6 +24,7 @@ import yaml
 from gitfixtures import AUTOMATION, REPO, clone, commit_all, git, tunegit
 from test_crash_safety import Slurm, crash_plan, reconcile
 from test_slurm_executor import cluster_state
+from tunegit.core.jobplan import job_name
 from tunegit.edges.workspace import STATUS_FILE
 
 _DOWN = cluster_state()
@@ -166,7 +167,7 @@ def test_a_refused_submission_fails_with_the_reason_once(
     assert ft(origin, names["served"])["status"] == "submitted"  # the other is served
     counts = slurm.submitted()
     refused = [n for n in counts if names["refused"] in n]
-    assert refused == [f"tg.{names['refused']}.tiny-llama_rank8.ft"]
+    assert refused == [job_name(names["refused"], "tiny-llama_rank8", "ft")]
     assert counts[refused[0]] == 1
 
 
@@ -190,14 +191,14 @@ def test_sbatch_answers_that_are_not_an_id(origin: Path, tmp_path: Path, slurm: 
         assert "Traceback" not in reconcile(watcher).stderr
     step = ft(origin, names["odd"])
     submitted = slurm.submitted()
-    assert submitted[f"tg.{names['odd']}.tiny-llama_rank8.ft"] == 1
+    assert submitted[job_name(names["odd"], "tiny-llama_rank8", "ft")] == 1
     assert set(submitted.values()) == {1}  # nothing twice
     if fault == "garbage":
         assert len(submitted) == 1
         assert (step["status"], step["reason"]) == ("failed", "SubmitFailed")
         assert "Submitted?" in str(step["message"])
     else:
-        in_queue = Slurm.ids(f"tg.{names['odd']}.tiny-llama_rank8.ft")
+        in_queue = Slurm.ids(job_name(names["odd"], "tiny-llama_rank8", "ft"))
         assert len(in_queue) == 1
         # A lost reply: the job went in, so it is found by its name and tracked, not failed.
         assert step["status"] in ("submitted", "running"), step
@@ -255,7 +256,7 @@ def test_oom_node_failure_and_preemption_end_truthfully(
     watcher, names = repo_with(origin, tmp_path, {"held": site()},
                                {"hit": "held", "other": "held"})
     assert reconcile(watcher).returncode == 0
-    job = f"tg.{names['hit']}.tiny-llama_rank8.ft"
+    job = job_name(names["hit"], "tiny-llama_rank8", "ft")
     fake_squeue(slurm.bin, job, state, reason)
     for _ in range(3):
         out = reconcile(watcher)

@@ -188,6 +188,11 @@ def test_a_restarted_caller_finds_its_jobs_by_name(tmp_path: Path) -> None:
     poll = SlurmExecutor().poll((), names=names)  # a fresh instance: nothing in memory
     assert poll.ok
     assert dict(poll.names) == ids
+    # What each found job runs, to tell this experiment's jobs from a namesake's: the array's
+    # tasks their wrapper (in the experiment's .tunegit/), the dependant its own script.
+    wrapper = sp.plan_array(jobs).wrapper
+    assert dict(poll.origins) == {**{job.name: str(wrapper) for job in jobs},
+                                  evaluation.name: str(evaluation.script)}
 
 
 @real_slurm

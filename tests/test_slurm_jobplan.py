@@ -15,7 +15,7 @@ import pytest
 from planfixtures import WHOLE_EPOCH, tiny_plan
 from test_local_executor import job_repo
 from test_slurm_executor import cluster_state
-from tunegit.core.jobplan import header_options
+from tunegit.core.jobplan import header_options, job_name
 from tunegit.core.reconcile import Submission
 from tunegit.edges.analysis import analyse
 from tunegit.edges.scaffold import apply_writes, plan_writes, render_context, render_files
@@ -87,7 +87,7 @@ def test_scontrol_shows_what_the_rendered_header_says(tmp_path: Path,
     ctx = render_context(a)
     files = render_files(ctx, a.expansion.runs, a.expansion.evaluations, None)
     apply_writes(a.work_dir, files, plan_writes(a.work_dir, files))
-    job = job_plan(Submission("tiny-llama", None, f"tg.{name}.tiny-llama.ft"), a, ctx)
+    job = job_plan(Submission("tiny-llama", None, job_name(name, "tiny-llama", "ft")), a, ctx)
     executor = executor_factory(ws)(a.site)
     job_id = executor.submit([job])[job.name]
     try:
@@ -100,5 +100,5 @@ def test_scontrol_shows_what_the_rendered_header_says(tmp_path: Path,
     assert {option.split("=", 1)[0] for option in header} == set(SCONTROL_FIELD)
     for option, value in (line.split("=", 1) for line in header):
         assert fields[SCONTROL_FIELD[option]] == as_scontrol(option, value), option
-    assert fields["JobName"] == f"tg.{name}.tiny-llama.ft"
+    assert fields["JobName"] == job_name(name, "tiny-llama", "ft")
     assert fields["TimeLimit"] == "01:35:00" and fields["TresPerNode"] == "gres:gpu:1"

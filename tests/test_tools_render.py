@@ -155,7 +155,7 @@ def test_sbatch_header(rendered: dict[str, str]) -> None:
     assert script.startswith("#!/bin/bash\n")
     sbatch = [line for line in script.splitlines() if line.startswith("#SBATCH")]
     assert sbatch == sorted(sbatch)
-    for option in ("--job-name=tg.cap_8L_lora_comparison_2025-10-22.Llama-3.2-1B-Instruct_rank4.ft",
+    for option in ("--job-name=tg:cap_8L_lora_comparison_2025-10-22:Llama-3.2-1B-Instruct_rank4:ft",
                    "--time=1:35:00", "--gres=gpu:1", "--account=msalganik", "--partition=gpu",
                    "--constraint=gpu80", "--mail-type=END", "--mem=32G", "--cpus-per-task=4",
                    "--output=/scratch/x/Llama-3.2-1B-Instruct_rank4/logs/finetune.log"):

@@ -2,7 +2,7 @@
 
 The old attempt's record (job id and name, state, reason, times) moves to the step's
 ``attempts``; the step becomes pending as attempt N+1, submitted under the job name
-``tg.<exp>.<run>.<stage>.a<N+1>`` by the next `tunegit run` or watcher cycle. Retrying a
+``tg:<exp>:<run>:<stage>:a<N+1>`` by the next `tunegit run` or watcher cycle. Retrying a
 fine-tuning step re-opens its evaluations that did not run, so they chain on it again.
 """
 

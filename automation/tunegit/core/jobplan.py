@@ -16,6 +16,10 @@ from tunegit.errors import TunegitError
 from tunegit.spec.site import Site
 
 FINETUNE_STAGE = "ft"
+# Joins the parts of a job name. Experiment, run and task names are [A-Za-z0-9._-] and may hold
+# dots, so a dot could not keep them apart (`x.y` + `z_8` and `x` + `y.z_8`); a colon cannot
+# occur in any of them, so two different steps never get one name. SLURM takes it as is.
+JOB_NAME_SEPARATOR = ":"
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 
 
@@ -53,9 +57,15 @@ class JobPlan:
 
 
 def job_name(experiment: str, run: str, stage: str, attempt: int = 1) -> str:
-    """``tg.<experiment>.<run>.<stage>``; later attempts add ``.a<N>``."""
-    base = f"tg.{experiment}.{run}.{stage}"
-    return base if attempt == 1 else f"{base}.a{attempt}"
+    """``tg:<experiment>:<run>:<stage>``; later attempts add ``:a<N>``."""
+    parts = ["tg", experiment, run, stage]
+    for part in parts[1:]:
+        if JOB_NAME_SEPARATOR in part or not part:
+            raise TunegitError(f"{part!r} cannot be part of a job name",
+                               hint="experiment, run and task names are [A-Za-z0-9._-]")
+    if attempt != 1:
+        parts.append(f"a{attempt}")
+    return JOB_NAME_SEPARATOR.join(parts)
 
 
 def log_path(run_dir: str, key: str | None, attempt: int = 1) -> str:

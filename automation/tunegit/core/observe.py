@@ -43,13 +43,16 @@ class Poll:
     """One cycle's answer: jobs by id, and ids of known jobs by name (for crash recovery).
 
     ``ok`` is False when the scheduler could not be asked this cycle; then
-    nothing in it may be read as a failure.
+    nothing in it may be read as a failure. ``origins`` gives, for a job found by name, the
+    script it runs (where the executor can tell), so that a job of the same name started
+    from elsewhere is not taken for this experiment's.
     """
 
     jobs: Mapping[str, JobObservation]
     names: Mapping[str, str]
     ok: bool = True
     error: str = ""
+    origins: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def status_from_observation(

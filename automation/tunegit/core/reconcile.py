@@ -4,19 +4,21 @@ Ordered steps, each a no-op when already done (Flux style); when the scheduler c
 not be asked (``Poll.ok`` False) nothing moves and nothing is submitted:
 1. observe: live steps move to the state their job is in (unknown this cycle: unchanged);
 2. adopt: a pending step whose deterministic job name the scheduler already knows was
-   submitted before a crash: record it, never submit it twice;
+   submitted before a crash: record it, never submit it twice (unless the job runs a script
+   outside this experiment's work dir: then it is someone else's);
 3. block: evaluations of a fine-tuning run that failed, was cancelled or blocked;
 4. submit: fine-tuning first, then evaluations whose checkpoint exists (or, where the
    scheduler enforces dependencies, chained on their live fine-tuning job), within capacity.
 
 ``retry`` (for `tunegit retry`) and ``cancelled`` (for `tunegit cancel`) are the two
 hand-made transitions; both keep every submitted record: a retry is a new attempt
-under a new job name (``.a<N>``), the old one goes to ``attempts``.
+under a new job name (``:a<N>``), the old one goes to ``attempts``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 from collections.abc import Mapping
 
 from tunegit.core.expand import Expansion
@@ -115,12 +117,13 @@ class _Pass:
 
 def decide(exp: Expansion, status: StatusFile, poll: Poll, *, experiment: str, now: str,
            capacity: int | None, dependencies: bool,
-           logs: Mapping[str, str] | None = None) -> Decision:
+           logs: Mapping[str, str] | None = None, work_dir: str | None = None) -> Decision:
+    """One pass; ``work_dir`` (the experiment's) is where the scripts of its jobs are."""
     if not poll.ok:  # unknown this cycle: no state moves, and no name could be looked up
         return Decision(status, (), ())
     p = _Pass(experiment, status, now)
     _observe(p, poll, logs or {})
-    _adopt(p, poll)
+    _adopt(p, poll, work_dir)
     _block(p, exp)
     submit = _submissions(p, exp, capacity, dependencies)
     return Decision(p.status, tuple(submit), tuple(p.transitions))
@@ -146,13 +149,21 @@ def _observe(p: _Pass, poll: Poll, logs: Mapping[str, str]) -> None:
         p.move(run, key, new, **changes)
 
 
-def _adopt(p: _Pass, poll: Poll) -> None:
+def _adopt(p: _Pass, poll: Poll, work_dir: str | None) -> None:
     for name, (run, key) in wanted_names(p.experiment, p.status).items():
         job_id = poll.names.get(name)
-        if job_id:
+        if job_id and _ours(poll.origins.get(name), work_dir):
             attempt = p.status.step(run, key).attempt or 1
             p.move(run, key, SUBMITTED, job_id=job_id, job_name=name, attempt=attempt,
                    message="found in the scheduler by its job name (submitted before a restart)")
+
+
+def _ours(origin: str | None, work_dir: str | None) -> bool:
+    """A job runs from this experiment unless its script is known to be elsewhere."""
+    if not origin or not work_dir:
+        return True
+    root = posixpath.normpath(work_dir)
+    return posixpath.normpath(origin).startswith(root.rstrip("/") + "/")
 
 
 def _block(p: _Pass, exp: Expansion) -> None:

@@ -104,6 +104,7 @@ class LocalExecutor:
         state.mkdir(parents=True)
         (state / "name").write_text(job.name + "\n", encoding="utf-8")
         (state / "log").write_text(str(job.log) + "\n", encoding="utf-8")
+        (state / "script").write_text(str(job.script) + "\n", encoding="utf-8")
         job.log.parent.mkdir(parents=True, exist_ok=True)
         with open(job.log, "ab") as log:
             proc = subprocess.Popen(
@@ -171,12 +172,15 @@ class LocalExecutor:
             obs = self.observe(job_id)
             if obs is not None:
                 jobs[job_id] = obs
-        found = {}
+        found, origins = {}, {}
         for name in names:
             known = _read(self.state_dir / "by-name" / name)
             if known:
                 found[name] = known
-        return Poll(jobs, found)
+                script = _read(self.state_dir / known / "script")
+                if script:
+                    origins[name] = script
+        return Poll(jobs, found, origins=origins)
 
     def cancel(self, job_ids: Collection[str]) -> None:
         for job_id in job_ids:

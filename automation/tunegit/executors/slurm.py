@@ -190,7 +190,9 @@ class SlurmExecutor:
             jobs.update(finished)
             if not error:
                 jobs.update(vanished_tasks(set(missing) - finished.keys(), rows))
-        return Poll(jobs=jobs, names=self._names(rows, names), ok=True, error=error)
+        found = self._names(rows, names)
+        return Poll(jobs=jobs, names=found, ok=True, error=error,
+                    origins=self._origins(rows, found))
 
     def _finished(self, job_ids: Sequence[str]) -> tuple[dict[str, JobObservation], str]:
         """Jobs squeue no longer lists: sacct, else the jobcomp log; ('' = answered)."""
@@ -216,6 +218,13 @@ class SlurmExecutor:
         registries = {command: self._registry(command) for command in commands}
         found = sp.ids_by_name(rows, registries)
         return {name: found[name] for name in names if name in found}
+
+    @staticmethod
+    def _origins(rows: Sequence[sp.QueueRow], names: Mapping[str, str]) -> dict[str, str]:
+        """The script each job found by name runs (an array task: its array's wrapper)."""
+        commands = {job_id: row.command for row in rows for job_id in sp.row_ids(row)}
+        return {name: commands[job_id] for name, job_id in names.items()
+                if commands.get(job_id)}
 
     def _registry(self, wrapper: str) -> list[str]:
         if wrapper not in self._registries:

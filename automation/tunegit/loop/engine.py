@@ -121,7 +121,8 @@ class Prepared:
 def share(poll: Poll, job_ids: Sequence[str], names: Sequence[str]) -> Poll:
     """One experiment's part of a shared answer (what its own poll would have said)."""
     return Poll({i: poll.jobs[i] for i in job_ids if i in poll.jobs},
-                {n: poll.names[n] for n in names if n in poll.names}, poll.ok, poll.error)
+                {n: poll.names[n] for n in names if n in poll.names}, poll.ok, poll.error,
+                origins={n: poll.origins[n] for n in names if n in poll.origins})
 
 
 def poll_all(prepared: Sequence[Prepared]) -> dict[int, Poll]:
@@ -173,7 +174,8 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> Exp
                                  "states unknown this cycle, nothing submitted"))
     decision = decide(a.expansion, status, poll, experiment=name, now=now,
                       capacity=a.site.max_parallel if not executor.supports_dependencies else None,
-                      dependencies=executor.supports_dependencies, logs=_failed_logs(status, poll))
+                      dependencies=executor.supports_dependencies, logs=_failed_logs(status, poll),
+                      work_dir=str(a.work_dir))
     status = _with_logs(decision.status, ctx, a)
     status, harvested = harvest.completed(status, decision.transitions, a, ctx)
     held = [s for s in decision.submit if s.run not in p.conflicts]

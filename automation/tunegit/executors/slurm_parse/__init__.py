@@ -67,6 +67,7 @@ from tunegit.executors.slurm_parse.output import (
     parse_sacct,
     parse_sbatch_id,
     parse_squeue,
+    row_ids,
 )
 
 __all__ = [
@@ -77,6 +78,6 @@ __all__ = [
     "exit_code_from_status", "expand_task_ids", "has_cuda_oom", "ids_by_name", "is_array_wrapper",
     "iso_utc", "job_state", "observations_by_id", "parse_array_registry", "parse_jobcomp",
     "parse_jobcomp_line", "parse_sacct", "parse_sbatch_id", "parse_squeue", "plan_array",
-    "render_array_wrapper", "sacct_argv", "sbatch_argv", "sbatch_array_argv", "scancel_argv",
-    "squeue_argv", "status_from_observation",
+    "render_array_wrapper", "row_ids", "sacct_argv", "sbatch_argv", "sbatch_array_argv",
+    "scancel_argv", "squeue_argv", "status_from_observation",
 ]

@@ -12,7 +12,13 @@ import shlex
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePath
 
-from tunegit.core.jobplan import JobPlan, header_options, job_options, sbatch_options
+from tunegit.core.jobplan import (
+    JOB_NAME_SEPARATOR,
+    JobPlan,
+    header_options,
+    job_options,
+    sbatch_options,
+)
 
 SQUEUE_FIELDS = (
     "JobArrayID", "JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "exit_code",
@@ -84,7 +90,8 @@ class ArrayPlan:
 
 
 def array_name(names: Sequence[str]) -> str:
-    """Deterministic: the tasks' common dotted prefix, then a hash of all their names."""
+    """Deterministic: the tasks' common prefix (up to a separator), then a hash of all their
+    names."""
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:10]
     prefix = _common_prefix(names)
     return f"{prefix}array-{digest}"
@@ -95,7 +102,7 @@ def _common_prefix(names: Sequence[str]) -> str:
     for name in names[1:]:
         while not name.startswith(common):
             common = common[:-1]
-    cut = max(common.rfind("."), common.rfind("_"))
+    cut = max(common.rfind(JOB_NAME_SEPARATOR), common.rfind("."), common.rfind("_"))
     return common[: cut + 1]
 
 

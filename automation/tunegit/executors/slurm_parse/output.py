@@ -179,12 +179,13 @@ def observations_by_id(rows: Iterable[QueueRow]) -> dict[str, JobObservation]:
     """Every job and array task by id; a pending ``14_[0-2]`` row yields 14_0, 14_1, 14_2."""
     found: dict[str, JobObservation] = {}
     for row in rows:
-        for job_id in _row_ids(row):
+        for job_id in row_ids(row):
             found[job_id] = dataclasses.replace(row.observation, job_id=job_id)
     return found
 
 
-def _row_ids(row: QueueRow) -> Iterator[str]:
+def row_ids(row: QueueRow) -> Iterator[str]:
+    """The job ids one squeue row stands for (a pending array's remaining tasks: each)."""
     if "[" in row.job_id:
         yield from (f"{row.array_job_id}_{task}" for task in row.task_ids)
     else:
