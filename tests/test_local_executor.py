@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -114,8 +116,8 @@ def test_a_job_killed_with_kill_9_wrapper_and_all_is_process_lost(tmp_path: Path
     spec = job(tmp_path, "sleep 60")
     job_id = executor.submit([spec])[spec.name]
     wait(executor, job_id, RUNNING)
-    pid = int((tmp_path / "state" / job_id / "pid").read_text())
-    os.killpg(pid, signal.SIGKILL)  # the wrapper leads the job's process group
+    # The wrapper leads the job's process group.
+    os.killpg(recorded_pid(tmp_path / "state" / job_id), signal.SIGKILL)
     obs = wait(executor, job_id, FINISHED, timeout_s=10)
     assert (obs.state, obs.reason, obs.exit_code) == (states.JOB_FAILED, "ProcessLost", None)
     assert status_from_observation(obs)[:2] == (states.FAILED, "ProcessLost")
@@ -130,7 +132,7 @@ def test_cancel_ends_cancelled(tmp_path: Path) -> None:
     obs = wait(executor, job_id, FINISHED, timeout_s=10)
     assert obs.state == states.JOB_CANCELLED
     assert status_from_observation(obs)[:2] == (states.CANCELLED, states.REASON_CANCELLED)
-    pid = int((tmp_path / "state" / job_id / "pid").read_text())
+    pid = recorded_pid(tmp_path / "state" / job_id)
     deadline = time.monotonic() + 5
     while Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid):
         assert time.monotonic() < deadline, "the cancelled job's process is still alive"
@@ -142,6 +144,76 @@ def _proc_state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "X"
+
+
+def recorded_pid(state: Path) -> int:
+    """The job's pid as the executor recorded it (the first field of its pid file)."""
+    return int((state / "pid").read_text().split()[0])
+
+
+# Run in a child process: submit one job, and die by SIGKILL the instant the job's process has
+# started, before the executor's next line. No signal sent from outside can be timed that
+# precisely, so the child wraps subprocess.Popen (the job itself is started for real).
+KILLED_LAUNCHER = """
+import os, signal, subprocess, sys
+from pathlib import Path
+from tunegit.executors.base import JobPlan
+from tunegit.executors.local import LocalExecutor
+
+real_popen = subprocess.Popen
+
+def popen_then_die(*args, **kwargs):
+    real_popen(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+subprocess.Popen = popen_then_die
+state, name, script, workdir, log = sys.argv[1:]
+LocalExecutor(Path(state)).submit([JobPlan(name, Path(script), Path(workdir), Path(log))])
+"""
+
+
+def test_a_launcher_killed_right_after_starting_a_job_leaves_it_findable(tmp_path: Path) -> None:
+    """The launch is recorded (name, script) before the process starts: a restart finds the
+    job by its name and adopts it, instead of starting it a second time."""
+    spec = job(tmp_path, 'echo started >> "$PWD/starts"; sleep 30')
+    child = subprocess.run([sys.executable, "-c", KILLED_LAUNCHER, str(tmp_path / "state"),
+                            spec.name, str(spec.script), str(spec.workdir), str(spec.log)],
+                           capture_output=True, text=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    fresh = LocalExecutor(tmp_path / "state")
+    answer = fresh.poll([], names=[spec.name])
+    assert list(answer.names) == [spec.name], "the started job cannot be found by its name"
+    job_id = answer.names[spec.name]
+    wait(fresh, job_id, RUNNING)
+    fresh.cancel([job_id])
+    assert wait(fresh, job_id, FINISHED, timeout_s=10).state == states.JOB_CANCELLED
+    assert (spec.workdir / "starts").read_text() == "started\n"
+
+
+def test_a_dead_job_whose_pid_was_reused_is_lost_and_cancel_spares_the_new_owner(
+        tmp_path: Path) -> None:
+    """The kernel hands a dead job's pid to a new process sooner or later. That cannot be
+    made to happen on demand, so the test rewrites the job's pid record to name an unrelated
+    live process (everything else about the record is the job's own)."""
+    executor = LocalExecutor(tmp_path / "state")
+    spec = job(tmp_path, "sleep 60")
+    job_id = executor.submit([spec])[spec.name]
+    wait(executor, job_id, RUNNING)
+    state = tmp_path / "state" / job_id
+    os.killpg(recorded_pid(state), signal.SIGKILL)  # the job dies without an exit code
+    wait(executor, job_id, FINISHED, timeout_s=10)
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        fields = (state / "pid").read_text().split()
+        (state / "pid").write_text(" ".join([str(stranger.pid), *fields[1:]]) + "\n")
+        obs = executor.poll([job_id]).jobs[job_id]
+        assert (obs.state, obs.reason) == (states.JOB_FAILED, "ProcessLost")
+        executor.cancel([job_id])
+        time.sleep(0.5)
+        assert stranger.poll() is None, "cancel signalled the process that got the job's pid"
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 def test_a_fresh_executor_finds_jobs_by_name(tmp_path: Path) -> None:

@@ -41,3 +41,5 @@ REASON_PREEMPTED = "Preempted"
 REASON_CANCELLED = "CancelledByUser"
 REASON_SUBMIT_FAILED = "SubmitFailed"
 REASON_EVAL_STATUS = "EvalLogNotSuccess"
+REASON_PROCESS_LOST = "ProcessLost"  # a local job's process is gone without an exit code
+REASON_LAUNCHING = "Launching"  # a local job recorded, its process starting
