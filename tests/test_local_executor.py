@@ -3,8 +3,10 @@ that really fails (its base model directory does not exist, so `tune` exits non-
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -214,6 +216,49 @@ def test_a_dead_job_whose_pid_was_reused_is_lost_and_cancel_spares_the_new_owner
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_job_whose_directory_was_deleted_is_reported_lost_saying_where(
+        tmp_path: Path) -> None:
+    executor = LocalExecutor(tmp_path / "state")
+    spec = job(tmp_path, "sleep 60")
+    job_id = executor.submit([spec])[spec.name]
+    wait(executor, job_id, RUNNING)
+    executor.cancel([job_id])
+    shutil.rmtree(tmp_path / "state" / job_id)
+    answer = executor.poll([job_id])
+    assert answer.jobs == {}
+    assert answer.lost == {job_id: f"job {job_id} has no directory in {tmp_path / 'state'} "
+                                   "(its outputs were deleted?)"}
+
+
+def test_a_step_whose_job_outputs_were_deleted_fails_as_job_lost_after_the_grace(
+        tmp_path: Path) -> None:
+    """It stayed `submitted` for ever: its job was never observed again, nor failed."""
+    repo = job_repo(tmp_path / "repo", plans={"lost": tiny_plan("lost")})
+    ws = Workspace(repo)
+    make = executor_factory(ws)
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    at = [(start + dt.timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ") for m in (0, 10)]
+    path = repo / "experiments" / "lost" / STATUS_FILE
+
+    def step_after_cycle(now: str) -> Any:
+        assert cycle(ws, ["lost"], now=now, plan_commit=None, executor_for=make).errors == ()
+        status = read_status(path)
+        assert status is not None
+        return status.step("tiny-llama_rank8", None)
+
+    submitted = step_after_cycle(at[0])
+    assert submitted.status == states.SUBMITTED
+    make(ws.load_site("local")).cancel([submitted.job_id])
+    jobs = repo / ".tunegit" / "outputs" / ".tunegit-jobs"
+    shutil.rmtree(jobs)  # the outputs are deleted, the job's record with them
+    missing = step_after_cycle(at[0])
+    where = f"job {submitted.job_id} has no directory in {jobs} (its outputs were deleted?)"
+    assert (missing.status, missing.missing_since) == (states.SUBMITTED, at[0])
+    lost = step_after_cycle(at[1])
+    assert (lost.status, lost.reason, lost.message) == (
+        states.FAILED, states.REASON_JOB_LOST, f"{where}: not found since {at[0]}")
 
 
 def test_a_fresh_executor_finds_jobs_by_name(tmp_path: Path) -> None:

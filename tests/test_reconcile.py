@@ -309,3 +309,48 @@ def test_a_job_found_by_name_is_adopted_only_when_it_runs_from_this_experiment(
     step = d.status.step(R8, None)
     assert (step.status == states.SUBMITTED) is adopted
     assert ((R8, None) in {(s.run, s.key) for s in d.submit}) is not adopted
+
+
+T9, T10 = "2026-01-01T00:09:59Z", "2026-01-01T00:10:00Z"  # within, then past JobLost's grace
+WHERE = "job 7_0 is known neither to squeue nor to sacct"
+
+
+def test_a_live_job_the_executor_cannot_find_fails_as_job_lost_after_the_grace() -> None:
+    before = status({(R8, None): live("7_0", FT8, states.RUNNING, started=NOW)})
+    lost = Poll({}, {}, lost={"7_0": WHERE})
+    first = decide(EXPANSION, before, lost, experiment=EXP, now=NOW, capacity=None,
+                   dependencies=True)
+    step = first.status.step(R8, None)
+    assert (step.status, step.missing_since, step.last_updated) == (states.RUNNING, NOW, NOW)
+    assert step.message == (f"{WHERE} (since {NOW}); failed as JobLost if still missing at "
+                            f"{T10}")
+    assert first.transitions == ()
+    within = decide(EXPANSION, first.status, lost, experiment=EXP, now=T9, capacity=None,
+                    dependencies=True)
+    assert within.status == first.status  # nothing new: no churn
+    past = decide(EXPANSION, within.status, lost, experiment=EXP, now=T10, capacity=None,
+                  dependencies=True)
+    step = past.status.step(R8, None)
+    assert (step.status, step.reason) == (states.FAILED, states.REASON_JOB_LOST)
+    assert step.message == f"{WHERE}: not found since {NOW}"
+    assert past.status.step(R8, EV).status == states.BLOCKED
+    assert [(t.run, t.key, t.new) for t in past.transitions] == [
+        (R8, None, states.FAILED), (R8, EV, states.BLOCKED)]
+
+
+def test_a_lost_job_found_again_is_no_longer_missing() -> None:
+    before = status({(R8, None): live("7_0", FT8, states.RUNNING, started=NOW,
+                                      missing_since=NOW, message=f"{WHERE} (since {NOW})")})
+    d = decide(EXPANSION, before, poll(obs("7_0", "RUNNING", start=NOW)), experiment=EXP,
+               now=T10, capacity=None, dependencies=True)
+    step = d.status.step(R8, None)
+    assert (step.status, step.missing_since, step.message) == (
+        states.RUNNING, None, "running as job 7_0")
+
+
+def test_a_job_merely_absent_from_the_answer_is_unknown_not_lost() -> None:
+    """Only an executor's own "not found" counts; an id it did not answer for is unknown."""
+    before = status({(R8, None): live("7_0", FT8, states.RUNNING, started=NOW)})
+    d = decide(EXPANSION, before, poll(), experiment=EXP, now=T10, capacity=None,
+               dependencies=True)
+    assert d.status.step(R8, None) == before.step(R8, None)

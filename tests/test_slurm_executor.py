@@ -266,6 +266,8 @@ def test_accounting_disabled_falls_back_to_the_jobcomp_log(tmp_path: Path) -> No
     assert (poll.ok, poll.error, list(poll.jobs)) == (True, "", ["99999934"])
     assert (poll.jobs["99999934"].state, poll.jobs["99999934"].exit_code) == ("FAILED", 3)
     assert poll.jobs["99999934"].name == "tg.fix.failed"
+    assert poll.lost == {"99999998": f"job 99999998 is known neither to squeue nor to the "
+                                     f"jobcomp log {jobcomp}"}
 
 
 @real_slurm
@@ -274,3 +276,11 @@ def test_sacct_error_without_fallback_leaves_jobs_unknown() -> None:
     poll = SlurmExecutor(failing("sacct", stderr)).poll(["99999977"])
     assert (poll.ok, dict(poll.jobs)) == (True, {})
     assert poll.error == f"sacct rc=1: {stderr.strip()}"
+    assert poll.lost == {}  # sacct could not be asked: unknown this cycle, not lost
+
+
+@real_slurm
+def test_an_id_neither_squeue_nor_sacct_knows_is_reported_lost() -> None:
+    poll = SlurmExecutor().poll(["99999961"])
+    assert (poll.ok, poll.error, dict(poll.jobs)) == (True, "", {})
+    assert poll.lost == {"99999961": "job 99999961 is known neither to squeue nor to sacct"}

@@ -45,7 +45,9 @@ class Poll:
     ``ok`` is False when the scheduler could not be asked this cycle; then
     nothing in it may be read as a failure. ``origins`` gives, for a job found by name, the
     script it runs (where the executor can tell), so that a job of the same name started
-    from elsewhere is not taken for this experiment's.
+    from elsewhere is not taken for this experiment's. ``lost`` holds the ids the executor
+    looked for and is sure it does not know (what was not found, and where); an id in neither
+    ``jobs`` nor ``lost`` is only unknown this cycle.
     """
 
     jobs: Mapping[str, JobObservation]
@@ -53,6 +55,7 @@ class Poll:
     ok: bool = True
     error: str = ""
     origins: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    lost: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def status_from_observation(

@@ -3,6 +3,8 @@
 Ordered steps, each a no-op when already done (Flux style); when the scheduler could
 not be asked (``Poll.ok`` False) nothing moves and nothing is submitted:
 1. observe: live steps move to the state their job is in (unknown this cycle: unchanged);
+   a job the executor says it does not know at all is failed/JobLost once it has stayed
+   unknown for ``JOB_LOST_GRACE_S``;
 2. adopt: a pending step whose deterministic job name the scheduler already knows was
    submitted before a crash: record it, never submit it twice (unless the job runs a script
    outside this experiment's work dir: then it is someone else's);
@@ -18,6 +20,7 @@ under a new job name (``:a<N>``), the old one goes to ``attempts``.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import posixpath
 from collections.abc import Mapping
 
@@ -34,6 +37,7 @@ from tunegit.core.states import (
     PENDING,
     REASON_CANCELLED,
     REASON_DEPENDENCY_FAILED,
+    REASON_JOB_LOST,
     SKIPPED,
     SUBMITTED,
     TERMINAL_STATES,
@@ -41,6 +45,13 @@ from tunegit.core.states import (
 from tunegit.core.status import StatusFile, Step
 from tunegit.errors import TunegitError
 
+# How long a live step's job may be unknown to its executor before the step is failed as
+# JobLost. Not at once: SLURM's accounting records a finished job asynchronously, and squeue
+# drops it MinJobAge (300 s by default) after its end, so for a moment neither may know it
+# while slurmdbd catches up. Ten minutes is two MinJobAge windows, far past such a lag, and
+# short against the hours or days a lost step would otherwise sit `running`.
+JOB_LOST_GRACE_S = 600
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 DEAD = frozenset({FAILED, CANCELLED, BLOCKED})
 RETRYABLE = DEAD
 # What an attempt's record keeps when a retry replaces it (see ``retry``).
@@ -135,18 +146,45 @@ def _observe(p: _Pass, poll: Poll, logs: Mapping[str, str]) -> None:
             continue
         obs = poll.jobs.get(step.job_id)
         if obs is None:
+            if step.job_id in poll.lost:
+                _missing(p, run, key, step, poll.lost[step.job_id])
             continue
         new, reason, message = status_from_observation(obs, logs.get(step.job_id))
         if new is None:
             continue
         changes: dict[str, object] = {"reason": reason or None, "message": message or None,
-                                      "started": step.started or obs.start}
+                                      "started": step.started or obs.start,
+                                      "missing_since": None}
         if new in TERMINAL_STATES:  # a running clock would churn the file every cycle
             changes.update(
                 ended=obs.end or step.ended,
                 elapsed_s=obs.elapsed_s if obs.elapsed_s is not None else step.elapsed_s,
                 exit_code=obs.exit_code if obs.exit_code is not None else step.exit_code)
         p.move(run, key, new, **changes)
+
+
+def _missing(p: _Pass, run: str, key: str | None, step: Step, where: str) -> None:
+    """The executor does not know the step's job: noted, then failed after the grace."""
+    since = step.missing_since or p.now
+    deadline = _later(since, JOB_LOST_GRACE_S)
+    if deadline is None:  # a time that does not parse (hand-edited): the grace starts now
+        since, deadline = p.now, _later(p.now, JOB_LOST_GRACE_S) or "?"
+    if p.now >= deadline:
+        p.move(run, key, FAILED, reason=REASON_JOB_LOST, missing_since=since,
+               message=f"{where}: not found since {since}")
+    else:
+        p.move(run, key, step.status, missing_since=since,
+               message=f"{where} (since {since}); failed as JobLost if still missing at "
+               f"{deadline}")
+
+
+def _later(stamp: str, seconds: float) -> str | None:
+    """``stamp`` (UTC, as in the status file) plus ``seconds``; None when it does not parse."""
+    try:
+        moment = dt.datetime.strptime(stamp, TIME_FORMAT)
+    except ValueError:
+        return None
+    return (moment + dt.timedelta(seconds=seconds)).strftime(TIME_FORMAT)
 
 
 def _adopt(p: _Pass, poll: Poll, work_dir: str | None) -> None:

@@ -43,3 +43,4 @@ REASON_SUBMIT_FAILED = "SubmitFailed"
 REASON_EVAL_STATUS = "EvalLogNotSuccess"
 REASON_PROCESS_LOST = "ProcessLost"  # a local job's process is gone without an exit code
 REASON_LAUNCHING = "Launching"  # a local job recorded, its process starting
+REASON_JOB_LOST = "JobLost"  # the executor no longer knows the job at all

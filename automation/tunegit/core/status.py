@@ -31,7 +31,8 @@ BASE_NOTE = "Base model - no fine-tuning required"
 
 # Key order of a step record; keys whose value is None/empty are left out except the seed's four.
 STEP_KEYS = (
-    "status", "job_id", "output", "last_updated", "reason", "message", "note", "job_name",
+    "status", "job_id", "output", "last_updated", "reason", "message", "missing_since", "note",
+    "job_name",
     "attempt", "submitted_from", "rendered_hash", "submitted", "started", "ended", "elapsed_s",
     "exit_code", "score", "metric", "log", "config", "estimate", "metrics", "attempts",
 )
@@ -48,6 +49,7 @@ class Step:
     last_updated: str | None = None
     reason: str | None = None
     message: str | None = None
+    missing_since: str | None = None  # when the executor first said it does not know the job
     note: str | None = None
     job_name: str | None = None
     attempt: int | None = None
@@ -210,4 +212,6 @@ def _step(data: Any) -> Step:
             known[key] = None
     if known.get("job_id") is not None:
         known["job_id"] = str(known["job_id"])
+    if not isinstance(known.get("missing_since"), str | None):
+        known["missing_since"] = None
     return Step(**known)

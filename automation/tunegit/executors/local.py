@@ -251,11 +251,14 @@ class LocalExecutor:
         return age is not None and age < LAUNCH_GRACE_S
 
     def poll(self, job_ids: Collection[str], names: Collection[str] = ()) -> Poll:
-        jobs = {}
+        jobs, lost = {}, {}
         for job_id in job_ids:
             obs = self.observe(job_id)
             if obs is not None:
                 jobs[job_id] = obs
+            else:
+                lost[job_id] = (f"job {job_id} has no directory in {self.state_dir} "
+                                "(its outputs were deleted?)")
         found, origins = {}, {}
         for name in names:
             known = _read(self.state_dir / "by-name" / name)
@@ -264,7 +267,7 @@ class LocalExecutor:
                 script = _read(self.state_dir / known / "script")
                 if script:
                     origins[name] = script
-        return Poll(jobs, found, origins=origins)
+        return Poll(jobs, found, origins=origins, lost=lost)
 
     def cancel(self, job_ids: Collection[str]) -> None:
         """Mark each job cancelled (a job not started yet then runs nothing) and SIGTERM its

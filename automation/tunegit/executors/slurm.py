@@ -184,30 +184,34 @@ class SlurmExecutor:
         seen = sp.observations_by_id(rows)
         jobs = {job_id: seen[job_id] for job_id in job_ids if job_id in seen}
         missing = sorted(set(job_ids) - jobs.keys())
-        error = ""
+        error, lost = "", {}
         if missing:
-            finished, error = self._finished(missing)
+            finished, error, record = self._finished(missing)
             jobs.update(finished)
             if not error:
                 jobs.update(vanished_tasks(set(missing) - finished.keys(), rows))
+                lost = {job_id: f"job {job_id} is known neither to squeue nor to {record}"
+                        for job_id in missing if job_id not in jobs}
         found = self._names(rows, names)
         return Poll(jobs=jobs, names=found, ok=True, error=error,
-                    origins=self._origins(rows, found))
+                    origins=self._origins(rows, found), lost=lost)
 
-    def _finished(self, job_ids: Sequence[str]) -> tuple[dict[str, JobObservation], str]:
-        """Jobs squeue no longer lists: sacct, else the jobcomp log; ('' = answered)."""
+    def _finished(self, job_ids: Sequence[str]) -> tuple[dict[str, JobObservation], str, str]:
+        """Jobs squeue no longer lists: sacct, else the jobcomp log. Returns what was found,
+        why there is no answer ('' = answered) and which record answered."""
         result = self._call(sp.sacct_argv(job_ids))
         if not isinstance(result, str):
             found = sp.parse_sacct(result.stdout, self.tz)
-            return {i: found[i] for i in job_ids if i in found}, ""
+            return {i: found[i] for i in job_ids if i in found}, "", "sacct"
         if self.jobcomp_log is None:
-            return {}, result
+            return {}, result, ""
         try:
             text = self.jobcomp_log.read_text(errors="replace")
         except OSError as error:
-            return {}, f"{result}; jobcomp log: {error}"
+            return {}, f"{result}; jobcomp log: {error}", ""
         found = sp.parse_jobcomp(text, self.tz)
-        return {i: found[i] for i in job_ids if i in found}, ""
+        return ({i: found[i] for i in job_ids if i in found}, "",
+                f"the jobcomp log {self.jobcomp_log}")
 
     def _names(self, rows: Sequence[sp.QueueRow], names: Collection[str]) -> dict[str, str]:
         if not names:

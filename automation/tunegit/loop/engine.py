@@ -122,7 +122,8 @@ def share(poll: Poll, job_ids: Sequence[str], names: Sequence[str]) -> Poll:
     """One experiment's part of a shared answer (what its own poll would have said)."""
     return Poll({i: poll.jobs[i] for i in job_ids if i in poll.jobs},
                 {n: poll.names[n] for n in names if n in poll.names}, poll.ok, poll.error,
-                origins={n: poll.origins[n] for n in names if n in poll.origins})
+                origins={n: poll.origins[n] for n in names if n in poll.origins},
+                lost={i: poll.lost[i] for i in job_ids if i in poll.lost})
 
 
 def poll_all(prepared: Sequence[Prepared]) -> dict[int, Poll]:
