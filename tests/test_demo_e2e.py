@@ -7,7 +7,9 @@ runs_status.yaml, results), not accuracy: a 148k-parameter random model learns l
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
 from pathlib import Path
 
 import pytest
@@ -63,10 +65,20 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     assert main(["-C", str(repo), "results", "demo_capitalization", "--format", "csv"]) == 0
     csv_text = (repo / "experiments/demo_capitalization/results.csv").read_text()
-    assert csv_text.splitlines()[0] == "run,task,epoch,score,metric,status"
-    assert len(csv_text.splitlines()) == 4
-    png = repo / "experiments/demo_capitalization/results.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert csv_text.splitlines()[0] == ("run,task,epoch,scorer,metric,score,n,ci_low,ci_high,"
+                                        "ci_method,base,diff,diff_n,diff_low,diff_high,"
+                                        "status,note")
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    n = rows[0]["n"]  # the test split's size
+    assert int(n) > 0
+    assert [(r["run"], r["scorer"], r["n"], r["ci_method"]) for r in rows] == [
+        (name, "match", n, "wilson") for name in
+        ("tiny-llama_rank8", "tiny-llama_rank32", "tiny-llama_base")]
+    # Read from the eval logs: both fine-tunes are paired with the base on every sample.
+    assert [(r["base"], r["diff_n"]) for r in rows[:2]] == [("tiny-llama_base", n)] * 2
+    for png in ("results.png", "loss.png"):
+        path = repo / "experiments/demo_capitalization" / png
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Re-running skips what completed: nothing is submitted again.
     capsys.readouterr()

@@ -138,4 +138,5 @@ def test_a_successful_evaluation_records_every_scorers_metrics(tmp_path: Path) -
     assert set(step.metrics["match"]) >= {"accuracy", "stderr"}
     # The headline score stays the first scorer's accuracy, as before.
     assert (step.metric, step.score) == ("accuracy", step.metrics["includes"]["accuracy"])
+    assert step.samples == 1  # n, for the interval where the log is not at hand
     assert step.output is not None and step.output.endswith(".eval")

@@ -190,9 +190,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", default="local", help="put it in this site's models_dir")
     p.add_argument("--dest", help="directory to create (default: <models_dir>/tiny-llama)")
 
-    p = sub.add_parser("results", help="scores per run x task x epoch (markdown, CSV, PNG plot)")
+    p = sub.add_parser(
+        "results",
+        help="scores with 95%% intervals and the difference from base; loss curves",
+        description="Write results.md, results.csv and results.png (one cell per run x task x "
+        "epoch x scorer: score, n, 95%% interval, and for a fine-tuned run the paired "
+        "difference from its model's base control) and loss.png (training loss per step and "
+        "per epoch) next to the plan, from the eval and training logs runs_status.yaml "
+        "points at; where a log is not on this machine, from what runs_status.yaml recorded.",
+    )
     _add_common_plan_args(p)
-    p.add_argument("--format", choices=("markdown", "csv"), default="markdown")
+    p.add_argument("--format", choices=("markdown", "csv"), default="markdown",
+                   help="what to print (all the files are written)")
+
+    p = sub.add_parser(
+        "report",
+        help="one self-contained HTML page: plan, estimates, status, results, plots",
+        description="Write experiments/EXP/report.html: the plan (question, factors, runs), "
+        "estimates against measured times, every step's status with job id and reason, the "
+        "results with their intervals and the plots, embedded in the page (open it in any "
+        "browser, or send it: it needs no other file).",
+    )
+    _add_common_plan_args(p)
 
     p = sub.add_parser(
         "retry",
@@ -244,6 +263,7 @@ COMMANDS = {
     "run": "tunegit.commands.run",
     "tiny-model": "tunegit.commands.tiny_model",
     "results": "tunegit.commands.results",
+    "report": "tunegit.commands.report",
     "status": "tunegit.commands.status",
     "calibrate": "tunegit.commands.calibrate",
     "retry": "tunegit.commands.retry",

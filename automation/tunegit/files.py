@@ -22,15 +22,17 @@ from tunegit.core.status import StatusFile, parse
 TAIL_BYTES = 64 * 1024  # enough for a job's last traceback
 
 
-def write_if_changed(path: Path, text: str) -> bool:
-    """Atomic replace (temp file + os.replace), only when the bytes change; True if written."""
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
+def write_if_changed(path: Path, content: str | bytes) -> bool:
+    """Atomic replace (temp file + os.replace), only when the bytes change; True if written.
+    Text is written as UTF-8."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    if path.is_file() and path.read_bytes() == data:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

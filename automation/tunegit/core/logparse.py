@@ -14,12 +14,14 @@ What the estimator and the status file want from a finished run:
 - checkpoint sizes per epoch (``Model|Adapter checkpoint of size X GiB saved to
   DIR/file``, summed per epoch directory, largest epoch kept);
 - steps per epoch, epochs, the last loss, and validation loss per epoch
-  (``Validation loss epoch N: x``, written by tunegit's validation pass).
+  (``Validation loss epoch N: x``, written by tunegit's validation pass);
+- the loss curve for plotting: every logged step's loss and its epoch (``parse_loss_curve``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import statistics
 from collections import defaultdict
@@ -149,3 +151,54 @@ def parse_training_log(text: str) -> TrainingLogStats:
         final_loss=updates[-1].loss if updates else None,
         validation_loss=validation_losses(text),
     )
+
+
+# --- the loss curve: every logged step, for plotting -------------------------------------------
+
+_DISK_STEP = re.compile(rf"^Step (?P<step>\d+) \| loss:(?P<loss>{_NUM})", re.MULTILINE)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossCurve:
+    """Training loss per logged step and validation loss per epoch (epochs 0-based)."""
+
+    steps: tuple[tuple[int, int, float], ...]  # (global step, epoch, loss), by step
+    validation: tuple[tuple[int, float], ...] = ()  # (epoch, loss)
+
+    def epoch_means(self) -> tuple[tuple[int, float], ...]:
+        """Mean training loss of each epoch's logged steps (finite values only)."""
+        per_epoch: dict[int, list[float]] = defaultdict(list)
+        for _, epoch, loss in self.steps:
+            if math.isfinite(loss):
+                per_epoch[epoch].append(loss)
+        return tuple((e, statistics.fmean(v)) for e, v in sorted(per_epoch.items()) if v)
+
+    def epoch_ends(self) -> tuple[int, ...]:
+        """The last logged step of every epoch but the last: where the plot marks a boundary."""
+        last: dict[int, int] = {}
+        for step, epoch, _ in self.steps:
+            last[epoch] = max(step, last.get(epoch, step))
+        return tuple(last[e] for e in sorted(last)[:-1])
+
+
+def parse_loss_curve(text: str) -> LossCurve:
+    """The loss of every step in a torchtune log and/or DiskLogger text (concatenate both).
+
+    DiskLogger's ``Step N | loss:x`` lines give the loss of each logged step; tqdm's
+    ``epoch|step|Loss: x`` updates give it too (a SLURM log keeps only some) and say which
+    epoch a step is in (1-based there). A step only DiskLogger logged takes its epoch from
+    the steps per epoch the progress bars count.
+    """
+    updates = progress_updates(text)
+    from_bar = {u.step: (u.epoch - 1, u.loss) for u in updates}
+    from_disk = {int(m["step"]): float(m["loss"]) for m in _DISK_STEP.finditer(text)}
+    per_epoch = max((u.total for u in updates), default=0)
+    points = []
+    for step in sorted(from_bar.keys() | from_disk.keys()):
+        if step in from_bar:
+            epoch = from_bar[step][0]
+        else:
+            epoch = (step - 1) // per_epoch if per_epoch else 0
+        loss = from_disk[step] if step in from_disk else from_bar[step][1]
+        points.append((step, epoch, loss))
+    return LossCurve(tuple(points), validation_losses(text))

@@ -34,7 +34,7 @@ STEP_KEYS = (
     "status", "job_id", "output", "last_updated", "reason", "message", "missing_since", "note",
     "job_name",
     "attempt", "submitted_from", "rendered_hash", "submitted", "started", "ended", "elapsed_s",
-    "exit_code", "score", "metric", "log", "config", "estimate", "metrics", "attempts",
+    "exit_code", "score", "metric", "samples", "log", "config", "estimate", "metrics", "attempts",
 )
 SEED_KEYS = ("status", "job_id", "output", "last_updated")
 
@@ -62,6 +62,7 @@ class Step:
     exit_code: int | None = None
     score: float | None = None
     metric: str | None = None
+    samples: int | None = None  # how many samples an evaluation scored
     log: str | None = None
     config: Mapping[str, Any] | None = None
     estimate: Mapping[str, Any] | None = None
@@ -214,4 +215,7 @@ def _step(data: Any) -> Step:
         known["job_id"] = str(known["job_id"])
     if not isinstance(known.get("missing_since"), str | None):
         known["missing_since"] = None
+    samples = known.get("samples")
+    if isinstance(samples, bool) or not isinstance(samples, int | None):
+        known["samples"] = None
     return Step(**known)

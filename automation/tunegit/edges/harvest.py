@@ -97,7 +97,8 @@ def _evaluation(status: StatusFile, t: Transition, a: Analysis, ctx: RenderConte
                             REASON_EVAL_STATUS)
         return status.with_step(t.run, t.key, new), (failed,)
     new = step.moved(step.status, "", output=result.log_path or log_dir, score=result.score,
-                     metric=result.metric_name or None, metrics=result.scores or None)
+                     metric=result.metric_name or None, samples=result.samples,
+                     metrics=result.scores or None)
     return status.with_step(t.run, t.key, new), ()
 
 

@@ -2,7 +2,8 @@
 
 Sandboxed, StrictUndefined (a missing value is an error, never an empty
 string), trailing newlines kept, the loader confined to the repository's
-``templates/`` directory. Filters:
+``templates/`` directory; ``*.html.j2`` templates autoescape every value (the report
+shows plan text, which must never become markup). Filters:
 
 - ``shq``: shell-quote one value (shlex.quote); used on every plan value that
   reaches a shell line;
@@ -87,9 +88,19 @@ def yamlv(value: Any) -> str:
     return yamlq(value)
 
 
+def autoescapes(name: str | None) -> bool:
+    """HTML templates escape every value they print; the others print values as they are."""
+    return name is not None and name.endswith(".html.j2")
+
+
 class _BytecodeCache(FileSystemBytecodeCache):
     """Compiling runs_plan.md's template took ~30 ms of every `tunegit check`; a read-only
     install only goes without the cache, as Python does without its .pyc files."""
+
+    def get_cache_key(self, name: str, filename: str | None = None) -> str:
+        # Escaping is compiled in, and jinja keys its cache on the source only.
+        key = super().get_cache_key(name, filename)
+        return f"{key}-escaped" if autoescapes(name) else key
 
     def dump_bytecode(self, bucket: Bucket) -> None:
         with contextlib.suppress(OSError):
@@ -110,7 +121,7 @@ def environment() -> SandboxedEnvironment:
         bytecode_cache=_bytecode_cache(),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
-        autoescape=False,
+        autoescape=autoescapes,
         trim_blocks=True,
         lstrip_blocks=True,
     )

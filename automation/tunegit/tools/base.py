@@ -3,7 +3,9 @@
 Before the job a backend renders text (pure: ``{path relative to work_dir: text}``) and
 names the paths an executor needs (scripts, checkpoints, log directories); rendering
 never touches the filesystem. After the job it reads its own outputs: a preparation tool
-its checkpoints and training metrics, an evaluation tool its result. Nothing outside a
+its checkpoints, training metrics and loss curve, an evaluation tool its result and the
+score of every sample (read from the paths runs_status.yaml recorded, so results can be
+computed wherever the outputs are, without the plan's site). Nothing outside a
 backend imports it by name: the others reach it through these Protocols (the evaluation
 tool finds a run's checkpoints through ``RenderContext.preparation``).
 """
@@ -14,13 +16,17 @@ import dataclasses
 import posixpath
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tunegit.core.expand import Evaluation, Run
 from tunegit.core.jobplan import FINETUNE_STAGE, JobPlan, job_name, log_path, site_resources
+from tunegit.core.logparse import LossCurve
 from tunegit.spec.models import Catalog, short_name
 from tunegit.spec.plan import Plan
 from tunegit.spec.site import Site
+
+if TYPE_CHECKING:  # core.results imports scipy, which `tunegit check` must not load
+    from tunegit.core.results import SampleTable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +152,11 @@ class PreparationTool(Protocol):
         """Measurements (speed, memory, loss, checkpoint size) from the job's own log text
         and the tool's files; None for one that is not there."""
 
+    def loss_curve(self, log_text: str, output_dir: str) -> LossCurve:
+        """Training loss per logged step (with its epoch) and validation loss per epoch, from
+        the job's own log text and the tool's files under ``output_dir`` (the fine-tuning
+        step's output in runs_status.yaml; "" when none was recorded)."""
+
 
 class EvaluationTool(Protocol):
     """An evaluation backend (``tools.evaluation`` in the plan)."""
@@ -162,3 +173,8 @@ class EvaluationTool(Protocol):
     def read_result(self, ctx: RenderContext, run: Run, evaluation: Evaluation) -> EvalResult:
         """The evaluation's outcome, read after its job; a TunegitError when it cannot be read
         here (the tool is not installed)."""
+
+    def read_sample_scores(self, log: str) -> SampleTable | None:
+        """Every scorer's value per sample id (a float), from the log ``read_result`` named
+        (runs_status.yaml's output of the evaluation) or the newest log in a directory of
+        them; None when there is none here; a TunegitError when the tool is not installed."""

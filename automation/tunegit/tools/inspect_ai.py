@@ -8,7 +8,8 @@ epoch's directory, or for ``best`` the command it gives that picks one at run
 time. The script runs ``inspect eval`` and then ``python3 -m
 tunegit.tools.inspect_ai check LOG_DIR``, which fails unless the newest log has
 status ``success`` (inspect itself exits 0 when a task errors). After the job,
-``read_result`` reads that log: its status and every scorer's metrics.
+``read_result`` reads that log: its status and every scorer's metrics;
+``read_sample_scores`` reads every sample's score from it, for the intervals.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import posixpath
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunegit.core.expand import Evaluation, Run
 from tunegit.errors import TunegitError
@@ -26,6 +27,9 @@ from tunegit.render.templating import render_template
 from tunegit.spec.plan import EvalTask
 from tunegit.tools.base import EVAL_MISSING, EvalResult, RenderContext
 from tunegit.tools.slurm_header import header_context
+
+if TYPE_CHECKING:
+    from tunegit.core.results import SampleTable
 
 name = "inspect-ai"
 BEST = "best"
@@ -131,13 +135,16 @@ def read_result(ctx: RenderContext, run: Run, evaluation: Evaluation) -> EvalRes
     return read_eval_result(eval_log_dir(ctx, run, evaluation))
 
 
+def _not_installed() -> TunegitError:
+    return TunegitError("inspect-ai is not installed", hint="pip install -e '.[train]'")
+
+
 def read_eval_result(log_dir: str | Path) -> EvalResult:
     """Read the newest ``.eval`` log in ``log_dir`` (needs the train extra: inspect-ai)."""
     try:
         from inspect_ai.log import list_eval_logs, read_eval_log
     except ImportError as exc:
-        raise TunegitError("inspect-ai is not installed",
-                           hint="pip install -e '.[train]'") from exc
+        raise _not_installed() from exc
     if not Path(log_dir).is_dir():
         return _missing(f"no log directory {log_dir}")
     logs = list_eval_logs(str(log_dir))
@@ -171,6 +178,45 @@ def headline(scores: dict[str, dict[str, float]]) -> tuple[str, float | None]:
     metrics = next(iter(scores.values()), {})
     chosen = "accuracy" if "accuracy" in metrics else next(iter(metrics), "")
     return chosen, (metrics[chosen] if chosen else None)
+
+
+def read_sample_scores(log: str) -> SampleTable | None:
+    """Every scorer's value per sample id, from the ``.eval`` log ``log`` or the newest one in
+    the directory ``log``; None when there is none. inspect's ``value_to_float`` reads the
+    values (C/I as 1/0); a sample scored in several epochs gets its mean; a scorer with a dict
+    value gives one ``scorer/key`` column per key; samples that errored have no score."""
+    try:
+        from inspect_ai.log import list_eval_logs, read_eval_log_sample_summaries
+        from inspect_ai.scorer import value_to_float
+    except ImportError as exc:
+        raise _not_installed() from exc
+    path = Path(log)
+    if path.is_dir():
+        logs = list_eval_logs(str(path))
+        if not logs:
+            return None
+        path = Path(max(logs, key=lambda info: info.mtime or 0).name.removeprefix("file://"))
+    if not path.is_file():
+        return None
+    to_float = value_to_float()
+    values: dict[str, dict[str, list[float]]] = {}
+    for sample in read_eval_log_sample_summaries(str(path)):
+        if sample.error or not sample.scores:
+            continue
+        for scorer, score in sample.scores.items():
+            for name, value in _named_values(scorer, score.value):
+                values.setdefault(name, {}).setdefault(str(sample.id), []).append(
+                    to_float(value))
+    return {name: {sid: sum(v) / len(v) for sid, v in per_id.items()}
+            for name, per_id in values.items()}
+
+
+def _named_values(scorer: str, value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [(f"{scorer}/{k}", v) for k, v in value.items() if v is not None]
+    if isinstance(value, list | tuple):
+        return []  # a list of values has no one score per sample
+    return [(scorer, value)]
 
 
 def check(log_dir: str) -> int:

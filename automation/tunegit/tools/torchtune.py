@@ -12,7 +12,7 @@ scores every saved epoch on that split (see ``main``); an evaluation of the
 
 After the job the backend reads its own outputs: the ``epoch_N`` checkpoints and
 the training metrics in the job's log and in torchtune's DiskLogger file
-(``<run>/ck-out/logs/log_*.txt``: tokens/s per GPU, peak memory).
+(``<run>/ck-out/logs/log_*.txt``: tokens/s per GPU, peak memory, the loss of every step).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tunegit.core.expand import Run, dataset_label
-from tunegit.core.logparse import parse_training_log
+from tunegit.core.logparse import LossCurve, parse_loss_curve, parse_training_log
 from tunegit.errors import TunegitError
 from tunegit.files import tail
 from tunegit.render.templating import render_template
@@ -216,6 +216,17 @@ def training_metrics(ctx: RenderContext, run: Run, log_text: str) -> dict[str, A
         "validation_loss": ({str(e): v for e, v in stats.validation_loss}
                             if stats.validation_loss else None),
     }
+
+
+def loss_curve(log_text: str, output_dir: str) -> LossCurve:
+    """The loss of every logged step from the job's log and the DiskLogger file under
+    ``output_dir``; validation loss per epoch from the log's lines, else the saved JSON."""
+    directory = Path(output_dir) if output_dir else None
+    curve = parse_loss_curve(log_text + "\n" + (_disk_log(directory) if directory else ""))
+    if curve.validation or directory is None:
+        return curve
+    saved = _saved_validation_losses(directory / "logs" / VALIDATION_LOSS_FILE)
+    return LossCurve(curve.steps, tuple(sorted(saved.items())))
 
 
 def _disk_log(checkpoints: Path) -> str:
