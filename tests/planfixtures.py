@@ -33,15 +33,18 @@ TASK_FILES = (
     "capitalization/input/words_8L_80P_10000.json",
     "capitalization/input/words_4L_80P_1000.json",
     "capitalization/input/words_5L_80P_200.json",
+    "capitalization/input/words_5L_80P_1000.json",
     "reasoning/eval.py",
     "reasoning/test.json",
 )
 # What make_repo copies by default: both sites, della's priors, every task file the plans use.
 PLAN_FILES = (*(f"sites/{name}" for name in SITE_FILES),
               *(f"tasks/{rel}" for rel in TASK_FILES))
-# What a plan on the local site needs: the site, the capitalization task and its small dataset.
+# What a plan on the local site needs: the site, the capitalization task and its small
+# datasets (the tiny plans' and the demo's).
 LOCAL_FILES = ("sites/local.yaml", "tasks/capitalization/eval.py",
-               "tasks/capitalization/input/words_5L_80P_200.json")
+               "tasks/capitalization/input/words_5L_80P_200.json",
+               "tasks/capitalization/input/words_5L_80P_1000.json")
 GITIGNORE = ".tunegit/\n__pycache__/\n"
 
 # The standard tiny plan: one 5-step LoRA fine-tune of the tiny model on the local site.

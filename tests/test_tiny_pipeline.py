@@ -77,7 +77,7 @@ def test_tiny_pipeline(tmp_path: Path) -> None:
     plan = tiny_plan(prompt)
     site = Site.model_validate({"models_dir": str(tmp_path / "models"),
                                 "output_dir": str(tmp_path / "out"), "device": "cpu"})
-    make_tiny_model(tmp_path / "models" / "tiny-llama")
+    make_tiny_model(tmp_path / "models" / "tiny-llama", pretrain_steps=0)  # mechanics only
     ctx = RenderContext(plan=plan, site=site, repo_root=str(REPO),
                         work_dir=str(tmp_path / "out" / plan.name), models_dir=site.models_dir,
                         plan_path="experiments/tiny_pipeline/experiment.yaml",

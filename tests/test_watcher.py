@@ -158,6 +158,31 @@ def test_a_human_edit_in_the_watcher_checkout_stops_the_cycle(origin: Path,
     assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 1
 
 
+def test_untracked_results_in_the_watcher_checkout_never_block_its_fast_forward(
+        origin: Path, tmp_path: Path) -> None:
+    laptop, watcher = clone(origin, tmp_path / "laptop"), clone(origin, tmp_path / "w")
+    plan_and_push(laptop, "exp1")
+    git(watcher, "pull", "-q", "--ff-only", "origin", "main")
+    # Someone ran `tunegit results` and `tunegit report` in the watcher's checkout ...
+    stray = watcher / "experiments/exp1/results.md"
+    stray.write_text("# an old local copy\n")
+    (watcher / "experiments/exp1/report.html").write_text("<p>old</p>\n")
+    # ... and the branch meanwhile gained a committed results.md at that path.
+    (laptop / "experiments/exp1/results.md").write_text("# Results: exp1 (committed)\n")
+    commit_all(laptop, "Results of exp1")
+    git(laptop, "push", "-q", "origin", "main")
+
+    report = reconcile_once(WatchConfig(watcher, backoff_s=0), cycle=ScriptedCycle(),
+                            executor_for=lambda site: None, now=lambda: "2025-10-22T10:00:00Z")
+    assert git(watcher, "rev-parse", "HEAD") == git(origin, "rev-parse", "main")
+    assert stray.read_text() == "# Results: exp1 (committed)\n"
+    kept = watcher / ".git/tunegit-stray/2025-10-22T100000Z/experiments/exp1"
+    assert (kept / "results.md").read_text() == "# an old local copy\n"  # nothing is lost
+    assert (kept / "report.html").read_text() == "<p>old</p>\n"
+    assert report.set_aside == ("experiments/exp1/report.html", "experiments/exp1/results.md")
+    assert "set aside 2 untracked results file(s) in .git/tunegit-stray/" in report.summary()
+
+
 def test_a_second_watcher_on_the_same_checkout_skips(origin: Path, tmp_path: Path) -> None:
     watcher = clone(origin, tmp_path / "w")
     with locked(watcher / ".git") as ok:
@@ -203,7 +228,7 @@ def test_gitops_end_to_end(origin: Path, tmp_path: Path,
     git(laptop, "push", "-q", "origin", "main")
 
     # The watcher reconciles in a loop until every step is terminal.
-    assert tunegit(["-C", str(watcher), "tiny-model"]) == 0
+    assert tunegit(["-C", str(watcher), "tiny-model", "--pretrain-steps", "0"]) == 0
     deadline = time.monotonic() + 420
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
@@ -220,6 +245,13 @@ def test_gitops_end_to_end(origin: Path, tmp_path: Path,
     assert run["finetune"]["status"] == "completed", status
     assert all(e["status"] == "completed" for e in run["evaluations"].values()), \
         yaml.safe_dump(run["evaluations"])
+    # The results sit beside the plan on the branch, committed by the watcher itself.
+    results_csv = git(origin, "show", "main:experiments/demo/results.csv")
+    assert results_csv.startswith("run,task,epoch,scorer,metric,score,n,ci_low,ci_high,")
+    assert any(line.startswith("tiny-llama_rank8,") for line in results_csv.splitlines())
+    added = git(origin, "log", "--format=%H", "--diff-filter=A", "main", "--",
+                "experiments/demo/results.md").split()
+    assert len(added) == 1 and GitStore(watcher).is_own(added[0])
     subjects = git(origin, "log", "--format=%s", "main").splitlines()
     status_commits = [s for s in subjects if s.startswith("status(demo)")]
     assert status_commits and all(GitStore(watcher).is_own(sha) for sha in git(

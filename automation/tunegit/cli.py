@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tiny-model", help="create the tiny Llama used by the demo (no model hub)")
     p.add_argument("--site", default="local", help="put it in this site's models_dir")
     p.add_argument("--dest", help="directory to create (default: <models_dir>/tiny-llama)")
+    p.add_argument("--pretrain-steps", type=int, default=None, metavar="N",
+                   help="steps of pretraining to copy words (default: about a minute on two CPU "
+                   "cores; 0 leaves the weights random, enough for tests of mechanics)")
 
     p = sub.add_parser(
         "results",

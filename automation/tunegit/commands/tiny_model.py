@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from tunegit.commands.common import out, workspace
-from tunegit.generators.tinymodel import make_tiny_model
+from tunegit.errors import TunegitError
+from tunegit.generators.tinymodel import PRETRAIN_STEPS, make_tiny_model
 
 NAME = "tiny-llama"
 
@@ -21,7 +22,11 @@ def main(args: argparse.Namespace) -> int:
     if (dest / "config.json").is_file():
         out(f"{dest} exists: kept")
         return 0
+    steps = PRETRAIN_STEPS if args.pretrain_steps is None else args.pretrain_steps
+    if steps < 0:
+        raise TunegitError(f"--pretrain-steps {steps}: must be >= 0",
+                           hint=f"omit it for the default ({PRETRAIN_STEPS})")
     out(f"creating the tiny Llama in {dest} ...")
-    make_tiny_model(dest)
+    make_tiny_model(dest, pretrain_steps=steps, progress=out)
     out(f"created {dest}")
     return 0
