@@ -21,7 +21,6 @@ from tunegit.errors import TunegitError
 from tunegit.files import write_if_changed
 from tunegit.render.report import Image, Planned, report_html
 
-REPORT_FILE = "report.html"
 CAPTIONS = {
     rf.RESULTS_PNG: "Score per run with its 95% interval, grouped by the plan's factors; "
                     "base-model controls in grey.",
@@ -59,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
               if isinstance(content, bytes)]
     html = report_html(loaded.plan, ws.rel(loaded.path), gathered.expansion, status,
                        gathered.cells, planned(ws, loaded, status), images, gathered.problems)
-    path = loaded.directory / REPORT_FILE
+    path = loaded.directory / rf.REPORT_FILE
     write_if_changed(path, html)
     out(f"wrote {ws.rel(path)}")
     return 0

@@ -43,7 +43,7 @@ class CycleError:
 @dataclasses.dataclass(frozen=True)
 class CycleResult:
     transitions: tuple[Transition, ...]
-    written: tuple[Path, ...]  # status files whose bytes changed this cycle
+    written: tuple[Path, ...]  # status and results files whose bytes changed this cycle
     live: int  # steps still submitted or running after this cycle
     pending: int  # steps not yet submitted (waiting on a dependency or capacity)
     errors: tuple[CycleError, ...] = ()  # per-experiment problems, by kind

@@ -164,6 +164,12 @@ class GitStore:
         out = self._git("status", "--porcelain", "--untracked-files=no", "-z")
         return sorted(entry[3:] for entry in out.split("\0") if entry)
 
+    def untracked(self, under: str) -> list[str]:
+        """Untracked files below ``under`` that .gitignore does not cover (the ones a merge
+        refuses to overwrite)."""
+        out = self._git("ls-files", "--others", "--exclude-standard", "-z", "--", under)
+        return sorted(p for p in out.split("\0") if p)
+
     def clear_stale_lock(self, now: float | None = None) -> bool:
         """Remove an index.lock a killed git left behind; refuse a fresh one (True: removed)."""
         lock = self.git_dir / "index.lock"

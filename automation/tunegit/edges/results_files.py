@@ -36,6 +36,7 @@ RESULTS_CSV = "results.csv"
 RESULTS_PNG = "results.png"
 LOSS_PNG = "loss.png"
 RESULTS_FILES = (RESULTS_MD, RESULTS_CSV, RESULTS_PNG, LOSS_PNG)
+REPORT_FILE = "report.html"  # `tunegit report`: written on request, never by the watcher
 
 
 @dataclasses.dataclass(frozen=True)

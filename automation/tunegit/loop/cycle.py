@@ -3,14 +3,18 @@
 `reconcile_once`, for cron, scrontab or the `watch` daemon (loop.daemon):
 
 1. lock the checkout (a second watcher on it exits quietly);
-2. commit status files a crashed cycle wrote but did not commit (never lose one);
+2. commit status and results files a crashed cycle wrote but did not commit (never lose
+   one); set untracked results files aside into .git/tunegit-stray/ (someone ran `tunegit
+   results` here: the watcher writes results only as commits, and an untracked copy would
+   stop the fast-forward that brings the watcher's own committed one);
 3. fetch the protected branch only and fast-forward (own unpushed commits replay);
 4. pick experiments that human commits changed since the last reconciled commit, or that
    had live jobs or work left after the last cycle (the saved state: an idle cycle reads
    no status file);
 5. refuse those whose site requires signed commits when the plan commit is not (loop.trust);
 6. `engine.cycle(...)` with plan_commit = the newest human commit on the branch;
-7. at most one commit for the status files written, then push (rebase and retry);
+7. at most one commit for the status and results files written, then push (rebase and
+   retry);
 8. record the reconciled commit in .git/tunegit-state.json.
 """
 
@@ -31,6 +35,7 @@ from tunegit.core.records import CycleError, CycleResult
 from tunegit.core.states import LIVE_STATES, PENDING
 from tunegit.edges.crashpoints import crashpoint
 from tunegit.edges.gitstore import GitStore, GitStoreError, PushResult, status_message
+from tunegit.edges.results_files import REPORT_FILE, RESULTS_FILES
 from tunegit.edges.workspace import STATUS_FILE, Workspace
 from tunegit.executors import ExecutorFactory, executor_factory
 from tunegit.files import read_status, utc_now, write_if_changed
@@ -39,6 +44,11 @@ from tunegit.loop.trust import untrusted
 
 STATE_FILE = "tunegit-state.json"
 LOCK_FILE = "tunegit.lock"
+STRAY_DIR = "tunegit-stray"
+# What the watcher itself writes into an experiment's directory.
+OWN_FILES = frozenset({STATUS_FILE, *RESULTS_FILES})
+# What `tunegit results` / `tunegit report` leave untracked when run in its checkout.
+STRAY_FILES = frozenset({*RESULTS_FILES, REPORT_FILE})
 
 CycleFn = Callable[..., CycleResult]
 
@@ -83,6 +93,7 @@ class CycleReport:
     live: int = 0
     pending: int = 0
     skipped: str = ""  # why nothing ran (another watcher holds the lock)
+    set_aside: tuple[str, ...] = ()  # untracked results files moved out of the way
 
     def summary(self) -> str:
         if self.skipped:
@@ -94,6 +105,9 @@ class CycleReport:
                 f"{self.live} live, {self.pending} pending")
         if self.commit:
             text += f"; committed {self.commit[:10]}"
+        if self.set_aside:
+            text += (f"; set aside {len(self.set_aside)} untracked results file(s) in "
+                     f".git/{STRAY_DIR}/")
         if self.push is not None and not self.push.pushed:
             text += f"; push failed after {self.push.attempts} attempt(s), kept local: " \
                     f"{self.push.error}"
@@ -142,15 +156,33 @@ def _status_of(ws: Workspace, name: str) -> status_mod.StatusFile | None:
 
 
 def recover(store: GitStore) -> list[str]:
-    """Commit status files a crashed cycle wrote but did not commit; refuse anything else.
+    """Commit status and results files a crashed cycle wrote but did not commit; refuse
+    anything else.
 
     Returns the experiments whose files it committed (the next cycle looks at them again)."""
     dirty = store.dirty_paths()
-    if not dirty or not all(Path(p).name == STATUS_FILE for p in dirty):
+    if not dirty or not all(_own_file(p) for p in dirty):
         return []  # clean, or a human's change: sync() refuses it with the way out
-    names = [p.split("/")[1] for p in dirty if p.startswith("experiments/")]
+    names = list(dict.fromkeys(p.split("/")[1] for p in dirty))
     store.commit(dirty, status_message([], None, names))
     return names
+
+
+def _own_file(path: str, names: frozenset[str] = OWN_FILES) -> bool:
+    parts = path.split("/")
+    return len(parts) == 3 and parts[0] == "experiments" and parts[2] in names
+
+
+def set_aside_strays(store: GitStore, stamp: str) -> tuple[str, ...]:
+    """Move untracked results files (and reports) in experiment directories to
+    .git/tunegit-stray/STAMP/, keeping their paths: nothing is lost, and they cannot block
+    the fast-forward. Returns the paths moved."""
+    strays = tuple(p for p in store.untracked("experiments") if _own_file(p, STRAY_FILES))
+    for rel in strays:
+        dest = store.git_dir / STRAY_DIR / stamp / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        (store.root / rel).replace(dest)
+    return strays
 
 
 def reconcile_once(config: WatchConfig, *, executor_for: ExecutorFactory | None = None,
@@ -186,6 +218,7 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
     state_path = store.git_dir / STATE_FILE
     state = WatchState.load(state_path)
     recovered = recover(store)
+    strays = set_aside_strays(store, now().replace(":", ""))
     synced = store.sync()
     plan_commit = store.plan_head(synced.remote)
     ws = Workspace(store.root)
@@ -211,7 +244,8 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
     crashpoint("before_state_save")
     WatchState(synced.remote, active).save(state_path)
     return CycleReport(plan_commit, chosen, len(result.transitions), commit, push,
-                       refused + result.errors, result.live, result.pending)
+                       refused + result.errors, result.live, result.pending,
+                       set_aside=strays)
 
 
 def _names(result: CycleResult) -> list[str]:

@@ -16,6 +16,7 @@ from tunegit.core.jobplan import JobPlan, log_path
 from tunegit.core.reconcile import Submission, decide, live_job_ids, wanted_names
 from tunegit.core.records import CycleError, CycleResult, Transition
 from tunegit.core.states import (
+    COMPLETED,
     FAILED,
     JOB_COMPLETED,
     JOB_PENDING,
@@ -24,11 +25,13 @@ from tunegit.core.states import (
     PENDING,
     REASON_SUBMIT_FAILED,
     SUBMITTED,
+    TERMINAL_STATES,
 )
 from tunegit.core.status import StatusFile, dump, initial, sync
 from tunegit.edges import harvest
 from tunegit.edges.analysis import Analysis, analyse
 from tunegit.edges.crashpoints import crashpoint
+from tunegit.edges.results_files import RESULTS_MD, write_results
 from tunegit.edges.scaffold import (
     CONFLICT,
     apply_writes,
@@ -56,6 +59,7 @@ class ExperimentResult:
     written: bool
     status: StatusFile
     errors: tuple[CycleError, ...]
+    results: tuple[Path, ...] = ()  # results files written next to the plan
 
 
 def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: str | None,
@@ -89,6 +93,7 @@ def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: s
         errors += result.errors
         if result.written:
             written.append(ws.experiment_dir(p.name) / STATUS_FILE)
+        written += result.results
         steps = result.status.steps()
         live += sum(1 for _, _, s in steps if s.status in LIVE_STATES)
         pending += sum(1 for _, _, s in steps if s.status == PENDING)
@@ -187,8 +192,22 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> Exp
     crashpoint("before_status_write")
     changed = write_if_changed(a.ws.experiment_dir(name) / STATUS_FILE, dump(status))
     crashpoint("after_status_write")
+    results = _results(a, status, decision.transitions + harvested)
     return ExperimentResult(decision.transitions + harvested + submitted, changed, status,
-                            tuple(errors + submit_errors))
+                            tuple(errors + submit_errors), results)
+
+
+def _results(a: Analysis, status: StatusFile,
+             transitions: Sequence[Transition]) -> tuple[Path, ...]:
+    """Write the results files next to the plan when an evaluation finished this cycle, or
+    when they are missing though evaluations completed (a cycle that crashed before writing
+    them, stray copies set aside); the paths written, to go into the status commit."""
+    directory = a.ws.experiment_dir(a.name)
+    finished = any(t.key is not None and t.new in TERMINAL_STATES for t in transitions)
+    scored = any(key is not None and step.status == COMPLETED for _, key, step in status.steps())
+    if not (finished or (scored and not (directory / RESULTS_MD).is_file())):
+        return ()
+    return tuple(directory / f for f in write_results(directory, a.loaded.plan, status))
 
 
 def _failed_logs(status: StatusFile, poll: Poll) -> dict[str, str]:
