@@ -184,6 +184,16 @@ def test_adopted_job_keeps_its_id_and_name() -> None:
     assert (step.job_id, step.job_name, step.attempt) == ("41_0", FT8, 1)
 
 
+def test_a_pending_record_the_plan_no_longer_has_is_never_submitted() -> None:
+    # A status file from before the plan changed its epochs (epoch_19 -> epoch_1): the old key
+    # is no evaluation of the plan, so nothing can be rendered or submitted for it.
+    before = status({(R8, None): Step(states.COMPLETED, job_id="5", last_updated=NOW),
+                     (R8, "capitalization_epoch_19"): Step(states.PENDING, attempt=2)})
+    d = decide(EXPANSION, before, poll(), experiment=EXP, now=LATER, capacity=None,
+               dependencies=True)
+    assert [(s.run, s.key) for s in d.submit if s.run == R8] == [(R8, EV)]
+
+
 def test_terminal_observation_records_exit_code_and_elapsed() -> None:
     before = status({(R8, None): live("7_0", FT8, states.RUNNING, started=NOW)})
     d = decide(EXPANSION, before,

@@ -76,6 +76,21 @@ def test_sync_adds_new_runs_and_keeps_existing_records() -> None:
     assert status.sync(synced, expand(bigger), plan.name) == synced
 
 
+def test_sync_drops_what_the_plan_no_longer_has_unless_it_was_submitted() -> None:
+    plan, st = exp_8l()
+    run, gone = "Llama-3.2-1B-Instruct_rank4", "capitalization_epoch_7"
+    (key, pending), = [(k, s) for k, s in st.runs[run].evaluations.items()][:1]
+    stale = st.with_step(run, gone, pending)  # an epoch the plan had before
+    assert gone not in st.runs[run].evaluations
+    assert gone not in status.sync(stale, expand(plan), plan.name).runs[run].evaluations
+    ran = stale.with_step(run, gone, status.Step("completed", job_id="7", last_updated="t"))
+    kept = status.sync(ran, expand(plan), plan.name)
+    assert kept.step(run, gone).job_id == "7" and kept.step(run, key) == pending
+    smaller = plan.model_copy(update={"factors": {**plan.factors, "lora_rank": [64]}})
+    assert run not in status.sync(st, expand(smaller), plan.name).runs
+    assert run in status.sync(ran, expand(smaller), plan.name).runs
+
+
 def test_moved_changes_last_updated_only_when_the_state_moves() -> None:
     step = status.Step("running", last_updated="t1")
     assert step.moved("running", "t2").last_updated == "t1"

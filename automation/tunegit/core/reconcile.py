@@ -239,8 +239,9 @@ def _submissions(p: _Pass, exp: Expansion, capacity: int | None,
         if not (ready or chained):
             continue
         after = () if ready else (step_name(p.experiment, run.name, None, ft),)
+        planned = {e.key for e in exp.evaluations_of(run.name)}
         for key, step in p.status.runs[run.name].evaluations.items():
-            if step.status == PENDING:
+            if step.status == PENDING and key in planned:  # never one the plan dropped
                 add(Submission(run.name, key, pending_name(p.experiment, run.name, key, step),
                                after, step.attempt or 1))
     return out

@@ -142,9 +142,17 @@ def initial(exp: Expansion, name: str) -> StatusFile:
 
 
 def sync(current: StatusFile, exp: Expansion, name: str) -> StatusFile:
-    """Add what the plan gained; keep every existing record (submitted runs are immutable)."""
+    """Add what the plan gained; keep every record of a step that was ever submitted (submitted
+    runs are immutable); drop steps the plan no longer has that never went to a scheduler
+    (pending, no job id): nothing ran, so nothing is lost."""
     fresh = initial(exp, name)
-    runs = dict(current.runs)
+    runs: dict[str, RunStatus] = {}
+    for run, record in current.runs.items():
+        planned = fresh.runs.get(run)
+        evals = {key: step for key, step in record.evaluations.items()
+                 if (planned is not None and key in planned.evaluations) or _submitted(step)}
+        if planned is not None or _submitted(record.finetune) or evals:
+            runs[run] = RunStatus(record.finetune, evals)
     for run, record in fresh.runs.items():
         if run not in runs:
             runs[run] = record
@@ -154,6 +162,10 @@ def sync(current: StatusFile, exp: Expansion, name: str) -> StatusFile:
             evals.setdefault(key, step)
         runs[run] = RunStatus(runs[run].finetune, evals)
     return dataclasses.replace(current, run_group=name, runs=runs)
+
+
+def _submitted(step: Step) -> bool:
+    return step.status != PENDING or step.job_id is not None or (step.attempt or 1) > 1
 
 
 def dump(status: StatusFile) -> str:
