@@ -13,11 +13,19 @@ from typing import Any
 
 from tunegit.core.checks import NOT_VERIFIABLE, Check, DatasetInfo, Verification
 from tunegit.core.expand import Expansion
+from tunegit.core.taskargs import (
+    DEFAULT_KEYS,
+    PLACEHOLDERS,
+    TaskNotFound,
+    argument_problems,
+    task_signature,
+    unknown_placeholders,
+)
 from tunegit.edges.workspace import Workspace
 from tunegit.errors import Problem
 from tunegit.spec import models
 from tunegit.spec.loader import Located
-from tunegit.spec.plan import Plan
+from tunegit.spec.plan import EvalTask, Plan
 from tunegit.spec.site import Site
 
 
@@ -119,7 +127,42 @@ def verify(ws: Workspace, plan: Plan, site: Site, exp: Expansion, doc: Located,
             errors.append(doc.problem(("evaluation", "tasks", i, "script"),
                                       f"{task.script} does not exist in the repository",
                                       hint="commit the task script, or fix the path"))
+            continue
+        errors += _task_arguments(path, task, i, doc)
     return Verification(tuple(checks), datasets, tuple(errors), tuple(warnings))
+
+
+def _task_arguments(path: Path, task: EvalTask, i: int, doc: Located) -> list[Problem]:
+    """The plan's arguments against the task's own signature, read from its source."""
+    where = ("evaluation", "tasks", i)
+    args = task.args
+    out = [doc.problem((*where, "args", key), f"unknown placeholder {{{field}}}",
+                       hint="placeholders: " + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+                       + "; write a literal brace as {{ or }}")
+           for key, field in unknown_placeholders(args or {})]
+    try:
+        sig = task_signature(path.read_text(encoding="utf-8"), task.task)
+    except TaskNotFound as exc:
+        return [*out, doc.problem((*where, "task") if task.task else (*where, "script"),
+                                  f"{task.script} {exc}",
+                                  hint="name the @task function with `task:`")]
+    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+        return [*out, doc.problem((*where, "script"), f"{task.script} cannot be read as "
+                                  f"Python: {exc}", hint="fix the script")]
+    if sig is None:
+        return out
+    given = list(args) if args is not None else list(DEFAULT_KEYS)
+    for key, message in argument_problems(sig, given):
+        if args is None:
+            out.append(doc.problem(
+                (*where, "script"), f"{message}; without `args:` a task gets "
+                f"{', '.join(DEFAULT_KEYS)}",
+                hint="pass the task's own parameters under `args:` (values may use "
+                + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS) + ")"))
+        else:
+            out.append(doc.problem((*where, "args", key) if key else (*where, "args"), message,
+                                   hint="name the task's parameters under `args:`"))
+    return out
 
 
 def _dataset_needs(plan: Plan, exp: Expansion) -> dict[str, tuple[set[str], tuple[Any, ...]]]:

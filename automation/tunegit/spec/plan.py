@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$"  # no leading dot: never `.` or `..`
 Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=200)]
@@ -49,6 +49,7 @@ def _relative(value: str) -> str:
 
 DataPath = Annotated[str, Field(min_length=1), AfterValidator(_inside_root)]
 RepoPath = Annotated[str, Field(min_length=1), AfterValidator(_relative)]
+ArgName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]  # a Python parameter
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -122,6 +123,11 @@ class EvalTask(Strict):
     split: str = "test"
     description: str = ""
     max_tokens: SeqLen = 32
+    args: dict[ArgName, JsonValue] | None = Field(
+        default=None, description="The task's own arguments, passed as they are (an existing "
+        "inspect task runs unchanged). String values may use {dataset_path} (the dataset as "
+        "the job sees it), {split}, {system_prompt} and {max_tokens}. Default: tunegit's "
+        "data_file, split and system_prompt.")
 
 
 EpochChoice = Literal["last", "first", "all", "best"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunegit.core.expand import Evaluation, Run
+from tunegit.core.taskargs import fill
 from tunegit.errors import TunegitError
 from tunegit.render.templating import render_template
 from tunegit.spec.plan import EvalTask
@@ -74,10 +75,16 @@ def render_evaluation(ctx: RenderContext, run: Run, evaluation: Evaluation) -> d
     }
 
 
-def task_arguments(ctx: RenderContext, run: Run, evaluation: Evaluation) -> dict[str, str]:
-    """The task's parameters, identical system prompt to training."""
-    return {"data_file": ctx.dataset_path(evaluation.dataset), "split": evaluation.split,
-            "system_prompt": run.system_prompt}
+def task_arguments(ctx: RenderContext, run: Run, evaluation: Evaluation) -> dict[str, Any]:
+    """The task's parameters: the plan's ``args`` with their placeholders filled in, else
+    tunegit's own three; the system prompt identical to training's."""
+    values = {"dataset_path": ctx.dataset_path(evaluation.dataset), "split": evaluation.split,
+              "system_prompt": run.system_prompt}
+    task = plan_task(ctx, evaluation)
+    if task.args is None:
+        return {"data_file": values["dataset_path"], "split": evaluation.split,
+                "system_prompt": run.system_prompt}
+    return fill(task.args, {**values, "max_tokens": task.max_tokens})
 
 
 def plan_task(ctx: RenderContext, evaluation: Evaluation) -> EvalTask:
