@@ -4,6 +4,8 @@ deterministic serializer."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -129,6 +131,20 @@ def test_write_if_changed_is_atomic_and_idempotent(tmp_path: Path) -> None:
     assert files.write_if_changed(path, "b\n") is True
     assert path.read_text() == "b\n"
     assert [p.name for p in path.parent.iterdir()] == ["f.yaml"]  # no temp files left
+
+
+def test_a_written_file_gets_the_umask_mode_or_keeps_its_own(tmp_path: Path) -> None:
+    # Not mkstemp's 0600: in a lab's shared checkout the group reads status and results.
+    old = os.umask(0o022)
+    try:
+        new = tmp_path / "new.yaml"
+        files.write_if_changed(new, "a\n")
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644
+        new.chmod(0o664)
+        files.write_if_changed(new, "b\n")
+        assert stat.S_IMODE(new.stat().st_mode) == 0o664
+    finally:
+        os.umask(old)
 
 
 @pytest.mark.parametrize(("step", "shown"), [

@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from tunegit.core.status import StatusFile, parse
 
 TAIL_BYTES = 64 * 1024  # enough for a job's last traceback
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_if_changed(path: Path, content: str | bytes) -> bool:
@@ -29,8 +36,12 @@ def write_if_changed(path: Path, content: str | bytes) -> bool:
     if path.is_file() and path.read_bytes() == data:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp makes the file 0600: give it the mode it had, or a new file's (umask applied),
+    # so a lab's shared checkout stays readable by the group.
+    mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
