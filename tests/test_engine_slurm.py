@@ -213,7 +213,7 @@ def test_scancel_is_cancelled_timeout_is_failed_then_retry_and_cancel(
     name = fresh("long_runs")
     plan = (REPO / "experiments" / DEMO / "experiment.yaml").read_text()
     for old, new in ((f"name: {DEMO}", f"name: {name}"), ("site: local", "site: one-minute"),
-                     ("epochs: 3", "epochs: 200"), ("controls: true", "controls: false")):
+                     ("epochs: 3", "epochs: 500"), ("controls: true", "controls: false")):
         assert old in plan
         plan = plan.replace(old, new)
     repo = job_repo(tmp_path / "repo", plans={name: plan})
