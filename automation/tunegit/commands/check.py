@@ -13,7 +13,7 @@ from tunegit.edges.analysis import Analysis, analyse
 from tunegit.edges.workspace import DESIGN_LOG, PLAN_FILE, PLAN_MD, STATUS_FILE, Workspace
 from tunegit.errors import PlanError, Problem, TunegitError
 from tunegit.files import read_status, write_if_changed
-from tunegit.render.plandoc import strip_timestamps
+from tunegit.render.plandoc import rendered_from, strip_timestamps
 
 
 def plan_files(ws: Workspace, paths: list[str], base: Path | None = None) -> list[Path]:
@@ -46,10 +46,11 @@ def stale_files(a: Analysis, write: bool) -> list[Problem]:
         if write:
             write_if_changed(md_path, md)
             out(f"wrote {rel}/{PLAN_MD}")
-        else:
-            what = ("is missing" if current is None
-                    else "is stale (the plan changed since it was rendered)")
+        elif (what := staleness(current, md, a.site.name)) is not None:
             problems.append(Problem(f"{rel}/{PLAN_MD}", what, hint=fix))
+        else:
+            out(f"note: {rel}/{PLAN_MD}: {moved_figures(current or '', md)}; "
+                f"`tunegit check --write {rel}` refreshes them when you choose")
     problems += _status(a, write, fix)
     if write:
         log_path = directory / DESIGN_LOG
@@ -60,6 +61,34 @@ def stale_files(a: Analysis, write: bool) -> list[Problem]:
             write_if_changed(log_path, log)
             out(f"wrote {rel}/{DESIGN_LOG}")
     return problems
+
+
+def staleness(current: str | None, fresh: str, site: str) -> str | None:
+    """Why a committed runs_plan.md is stale, or None when only its figures moved.
+
+    Stale means rendered from another plan or site file (their hashes in its first line). A
+    rendering that differs while both are the same drew on other history (estimates learn
+    from completed runs) or came from another tunegit version: not a reason to fail a commit
+    nobody changed the plan in."""
+    if current is None:
+        return "is missing"
+    old, new = rendered_from(current), rendered_from(fresh)
+    if old is None or new is None or old[1] is None:
+        return "is stale (rendered by an older tunegit, or edited)"
+    if old[0] != new[0]:
+        return "is stale (the plan changed since it was rendered)"
+    if old[1] != new[1]:
+        return f"is stale (sites/{site}.yaml changed since it was rendered)"
+    return None
+
+
+def moved_figures(current: str, fresh: str) -> str:
+    """What moved in a rendering that is not stale (see ``staleness``)."""
+    old, new = rendered_from(current), rendered_from(fresh)
+    gained = (new[2] or 0) - (old[2] or 0) if old and new else 0
+    if gained > 0:
+        return f"estimates would change with {gained} new completed run(s)"
+    return "its figures would change (other history, or another tunegit version)"
 
 
 def _read(path: Path) -> str | None:

@@ -29,6 +29,7 @@ class Analysis:
     estimate: PlanEstimate
     warnings: tuple[Problem, ...]
     catalog: models.Catalog | None = None  # the shipped models under the lab's
+    prior_runs: int = 0  # completed runs elsewhere in the repository the estimates drew on
 
     @property
     def name(self) -> str:
@@ -44,9 +45,11 @@ class Analysis:
 
     def plan_md(self) -> str:
         site_out = f"{self.site.output_dir.rstrip('/')}/{self.name}"
+        site_file = self.ws.site_path(self.site.name)
+        site_text = site_file.read_text(encoding="utf-8") if site_file.is_file() else ""
         return render_plan_md(self.loaded.plan, self.loaded.path.read_text(encoding="utf-8"),
                               self.plan_rel, self.site, self.expansion, self.estimate,
-                              self.verification.datasets, site_out)
+                              self.verification.datasets, site_out, site_text, self.prior_runs)
 
     def design_log(self, timestamp: str) -> str:
         return render_design_log(self.loaded.plan, self.expansion, self.verification.checks,
@@ -72,14 +75,15 @@ def analyse(ws: Workspace, plan_path: Path, site_override: str | None = None) ->
     exp = expand(plan)
     findings = check_plan(plan, doc, exp, catalog)
     verification = verify(ws, plan, site, exp, doc, catalog)
-    priors = load_site_priors(ws, site.name) + load_repo_priors(ws, exclude=plan.name)
+    history = load_repo_priors(ws, exclude=plan.name)
+    priors = load_site_priors(ws, site.name) + history
     est = estimate_plan(exp, site, priors, verification.datasets)
     errors = (list(findings.errors) + list(verification.errors) + _batch_fit(loaded, est)
               + _gpu_fit(loaded, site))
     if errors:
         raise PlanError(problems=sorted(errors, key=lambda p: (p.line or 0, p.col or 0)))
     return Analysis(ws, loaded, site, exp, verification, est,
-                    findings.warnings + verification.warnings, catalog)
+                    findings.warnings + verification.warnings, catalog, len(history))
 
 
 def _tools(loaded: LoadedPlan) -> list[Problem]:
