@@ -36,7 +36,7 @@ def test_write_then_check_passes(repo: Path, capsys: pytest.CaptureFixture[str])
                                     f"wrote {EXP}/design-experiment.log"]
     code, out, err = run_cli(capsys, repo, "check", EXP)
     assert code == 0, err
-    assert out == (f"{EXP}/experiment.yaml: ok: 6 runs, 11 evaluations, 0.65 GPU-h, 39.2 GiB\n")
+    assert out == (f"{EXP}/experiment.yaml: ok: 6 runs, 11 evaluations, 0.68 GPU-h, 39.2 GiB\n")
     assert err == ""
 
 

@@ -27,8 +27,10 @@ def test_training_time_divides_steps_by_grad_accum_and_gpus() -> None:
 
 
 def test_eval_time_worked_example() -> None:
-    # 10 it/s training -> 25 it/s inference; 1000 / 16 -> 63 steps; 2.5 s + 60 s overhead.
-    assert est.eval_minutes(1000, 16, 10.0) == pytest.approx(1.042, abs=0.001)
+    # 1000 samples in 32 batches of 32 = 1024 x (20 prompt + 32 generated) = 53,248 tokens
+    # / (2.5 x 10,000 training tokens/s) = 2.1 s, + 60 s loading.
+    assert est.EVAL_BATCH == 32
+    assert est.eval_minutes(1000, 20, 32, 10_000.0) == pytest.approx(1 + 53_248 / 25_000 / 60)
 
 
 def test_disk_worked_example_2x2() -> None:

@@ -44,7 +44,7 @@ def test_plan_md_overview_runs_and_evaluations(tmp_path: Path) -> None:
         "| lora_rank | 4, 64 |",
         "| Llama-3.2-1B-Instruct_base | Llama-3.2-1B-Instruct | - | 16 | Control | eval only |",
         "  - Fine-tuned: 4 runs × 2 tasks × 1 epoch = 8 evaluations",
-        "  - Base models: 2 runs × 1.5 tasks (on average) × 1 eval = 3 evaluations",
+        "  - Base models: 1 run × 1 task + 1 run × 2 tasks = 3 evaluations",
         "  - **Total: 11 evaluations**",
         "| Llama-3.2-1B-Instruct_base | ✓ | - | Selected evals (matrix), control |",
         "| Llama-3.2-3B-Instruct_base | ✓ | ✓ | All evals, control |",
@@ -56,11 +56,14 @@ def test_plan_md_overview_runs_and_evaluations(tmp_path: Path) -> None:
         assert f"\n{line}\n" in md, line
 
 
-def test_plan_md_disk_section_uses_the_seed_formula(tmp_path: Path) -> None:
+def test_plan_md_disk_section_shows_its_parts_and_margin(tmp_path: Path) -> None:
     md = analysis(tmp_path).plan_md()
     assert "- Llama-3.2-1B-Instruct: 2 runs × 2 epochs × 2.4 GiB = 9.6 GiB\n" in md
     assert "- Llama-3.2-3B-Instruct: 2 runs × 2 epochs × 6.1 GiB = 24.4 GiB\n" in md
-    assert "**Total disk space needed** (with 15% margin): ~39.2 GiB\n" in md
+    assert ("**Total disk space needed**:\n"
+            "- Checkpoints + evaluation logs: 34.0 GiB + 0.110 GiB = 34.1 GiB\n"
+            "- Margin of 15% (for files this estimate does not count): 5.1 GiB\n"
+            "- **Total**: ~39.2 GiB\n") in md
 
 
 def test_plan_md_has_every_section_of_the_seed_template(tmp_path: Path) -> None:

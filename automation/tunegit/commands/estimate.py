@@ -10,7 +10,7 @@ from typing import Any
 from tunegit.commands.common import out, warn, workspace
 from tunegit.core.estimate import PlanEstimate, Span
 from tunegit.edges.analysis import analyse
-from tunegit.render.plandoc import minutes
+from tunegit.render.plandoc import minutes, scenario_label
 
 
 def _span(s: Span) -> dict[str, float]:
@@ -36,7 +36,8 @@ def as_json(est: PlanEstimate) -> dict[str, Any]:
     totals.update({
         "train_minutes_range": _span(est.train_minutes),
         "eval_minutes_range": _span(est.eval_minutes),
-        "scenarios": {s.name: {"gpus": s.gpus, "train_minutes": round(s.train_minutes, 2),
+        "scenarios": {s.name: {"jobs": s.jobs, "gpus": s.gpus,
+                               "train_minutes": round(s.train_minutes, 2),
                                "eval_minutes": round(s.eval_minutes, 2)} for s in est.scenarios},
         "preliminary": est.preliminary,
     })
@@ -68,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
     out(f"{'total':<40} {minutes(est.train_minutes.value):>9} {minutes(est.eval_minutes.value):>9} "
         f"{est.gpu_hours:>7.2f} {est.disk_gib:>9.2f}")
     for s in est.scenarios:
-        out(f"  {s.name} ({s.gpus} {unit}): {minutes(s.total_minutes)} wall-clock")
+        out(f"  {scenario_label(s)}: {minutes(s.total_minutes)} wall-clock")
     if est.device == "cpu":
         out("  on this CPU site the hours are CPU-hours, not GPU-hours")
     if est.preliminary:

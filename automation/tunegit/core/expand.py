@@ -130,6 +130,7 @@ class Evaluation:
     script: str
     dataset: str
     split: str
+    max_tokens: int  # the task's: tokens generated per sample at most
 
     @property
     def file_stem(self) -> str:
@@ -326,7 +327,7 @@ def _evaluations(plan: Plan, runs: list[Run]) -> list[Evaluation]:
             for epoch in epochs:
                 key = task.name if epoch is None else f"{task.name}_epoch_{epoch}"
                 evals.append(Evaluation(run.name, task.name, epoch, key, task.script, dataset,
-                                        task.split))
+                                        task.split, task.max_tokens))
     return evals
 
 

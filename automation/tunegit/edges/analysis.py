@@ -13,6 +13,7 @@ from tunegit.edges.priors import load_repo_priors, load_site_priors
 from tunegit.edges.verify import verify
 from tunegit.edges.workspace import LoadedPlan, Workspace
 from tunegit.errors import PlanError, Problem
+from tunegit.executors import backend
 from tunegit.render.plandoc import render_design_log, render_plan_md
 from tunegit.spec import models
 from tunegit.spec.site import Site
@@ -77,13 +78,21 @@ def analyse(ws: Workspace, plan_path: Path, site_override: str | None = None) ->
     verification = verify(ws, plan, site, exp, doc, catalog)
     history = load_repo_priors(ws, exclude=plan.name)
     priors = load_site_priors(ws, site.name) + history
-    est = estimate_plan(exp, site, priors, verification.datasets)
+    est = estimate_plan(exp, site, priors, verification.datasets, queue_capacity(ws, site))
     errors = (list(findings.errors) + list(verification.errors) + _batch_fit(loaded, est)
               + _gpu_fit(loaded, site))
     if errors:
         raise PlanError(problems=sorted(errors, key=lambda p: (p.line or 0, p.col or 0)))
     return Analysis(ws, loaded, site, exp, verification, est,
                     findings.warnings + verification.warnings, catalog, len(history))
+
+
+def queue_capacity(ws: Workspace, site: Site) -> int | None:
+    """The jobs tunegit lets run at once: the site's max_parallel where its executor has no
+    scheduler of its own (the local executor: it does not enforce dependencies either); None
+    where a scheduler (SLURM) queues them."""
+    executor = backend(site.executor).create(site, ws)
+    return None if executor.supports_dependencies else site.max_parallel
 
 
 def _tools(loaded: LoadedPlan) -> list[Problem]:

@@ -8,8 +8,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunegit.core.checks import Check, DatasetInfo
-from tunegit.core.estimate import PlanEstimate, Span, packing_density
-from tunegit.core.expand import FACTOR_LABELS, Expansion, default_run_name, format_level
+from tunegit.core.estimate import (
+    DISK_MARGIN,
+    EVAL_BATCH,
+    PlanEstimate,
+    RunEstimate,
+    Scenario,
+    Span,
+    packing_density,
+)
+from tunegit.core.estimate.formulas import EVAL_LOG_GIB, INFERENCE_SPEEDUP
+from tunegit.core.expand import (
+    FACTOR_LABELS,
+    Expansion,
+    Run,
+    default_run_name,
+    eval_epochs,
+    format_level,
+)
 from tunegit.render.templating import environment
 from tunegit.spec.plan import Plan
 from tunegit.spec.site import Site
@@ -35,7 +51,24 @@ def span(s: Span) -> str:
 
 
 def gib(x: float) -> str:
-    return f"{x:.1f}" if x >= 0.1 else f"{x:.3f}"
+    """34.1; under 1 GiB three decimals (0.110), so small parts still add up on the page."""
+    return f"{x:.1f}" if x >= 1 else f"{x:.3f}"
+
+
+def count(n: int, word: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def scenario_where(s: Scenario) -> str:
+    """What a scenario runs on: ``4 GPUs``; on a CPU site ``2 jobs at once``."""
+    if s.gpus:
+        return count(s.gpus, "GPU")
+    return f"{s.jobs} jobs at once" if s.jobs > 1 else "1 job at a time"
+
+
+def scenario_label(s: Scenario) -> str:
+    return f"{s.name} ({scenario_where(s)})"
 
 
 def created(plan: Plan) -> str:
@@ -86,8 +119,6 @@ def _context(plan: Plan, site: Site, exp: Expansion, est: PlanEstimate,
     ft, ctl = exp.finetuned, exp.controls
     tasks = plan.evaluation.tasks
     by_run = {r.name: r for r in est.runs}
-    ft_evals = [e for e in exp.evaluations if e.epoch is not None]
-    base_evals = [e for e in exp.evaluations if e.epoch is None]
     ctx: dict[str, Any] = dict(
         name=plan.name, design=design_type(plan, exp), question=plan.question.strip(),
         total_runs=len(exp.runs), finetune_count=len(ft), control_count=len(ctl),
@@ -104,9 +135,9 @@ def _context(plan: Plan, site: Site, exp: Expansion, est: PlanEstimate,
                 for m in dict.fromkeys(r.model for r in exp.runs)],
         datasets=[_dataset(path, datasets.get(path))
                   for path in dict.fromkeys(r.dataset for r in exp.runs)],
-        epochs_text=_epochs_text(plan), ft_tasks_text=_per(len(ft_evals), len(ft), "tasks"),
-        ft_epochs_text=_epoch_count(plan, exp), ft_eval_jobs=len(ft_evals),
-        base_tasks_text=_per(len(base_evals), len(ctl), "tasks"), base_eval_jobs=len(base_evals),
+        epochs_text=_epochs_text(plan), ft_evals=_eval_count(plan, exp, ft),
+        base_evals=(_eval_count(plan, exp, ctl) if ctl
+                    else "none (the plan has `controls: false`)"),
         total_eval_jobs=len(exp.evaluations),
         tasks=[dict(name=t.name, script=t.script,
                     dataset=(f"{t.dataset} ({t.split} split)" if t.dataset == "training"
@@ -148,21 +179,20 @@ def _epochs_text(plan: Plan) -> str:
             "all": "all epochs", "best": "best epoch by validation loss"}[choice]
 
 
-def _epoch_count(plan: Plan, exp: Expansion) -> str:
-    choice = plan.evaluation.epochs
-    if isinstance(choice, list):
-        return f"{len(choice)} epochs"
-    if choice == "all":
-        counts = sorted({r.epochs for r in exp.finetuned})
-        return "/".join(map(str, counts)) + " epochs"
-    return "1 epoch"
-
-
-def _per(total: int, runs: int, what: str) -> str:
-    if runs == 0:
-        return f"0 {what}"
-    per = total / runs
-    return f"{per:g} {what}" if per == int(per) else f"{per:.1f} {what} (on average)"
+def _eval_count(plan: Plan, exp: Expansion, runs: Sequence[Run]) -> str:
+    """``6 runs × 1 task × 2 epochs = 12 evaluations``: runs × the tasks each is evaluated on
+    × the epochs evaluated (none for controls: one evaluation per task); runs that differ
+    (a matrix, epochs as a factor) are their own terms, added."""
+    groups: dict[tuple[int, int | None], int] = {}
+    for run in runs:
+        tasks = len({e.task for e in exp.evaluations_of(run.name)})
+        epochs = None if run.is_control else len(eval_epochs(plan.evaluation.epochs, run.epochs))
+        groups[(tasks, epochs)] = groups.get((tasks, epochs), 0) + 1
+    terms = [" × ".join([count(n, "run"), count(tasks, "task")]
+                        + ([] if epochs is None else [count(epochs, "epoch")]))
+             for (tasks, epochs), n in groups.items()]
+    total = sum(len(exp.evaluations_of(r.name)) for r in runs)
+    return " + ".join(terms or ["0 runs"]) + f" = {count(total, 'evaluation')}"
 
 
 def _matrix(plan: Plan, exp: Expansion) -> list[dict[str, str]]:
@@ -239,26 +269,29 @@ def _compute(est: PlanEstimate, exp: Expansion) -> dict[str, Any]:
         if n_eval:
             per = sum(e.eval_minutes.value for e in ests) / n_eval
             eval_rows.append(dict(model=model, per_eval=minutes(per), count=n_eval))
-    par, seq, mixed = est.scenarios
     return dict(
         model_groups=groups, eval_per_model=eval_rows, ckpt_per_model=ckpt_rows,
-        parallel=_scenario(par), sequential=_scenario(seq),
+        parallel=_scenario(est.parallel) if est.parallel else None,
+        sequential=_scenario(est.sequential),
         scenarios=[_scenario(s) for s in est.scenarios],
+        eval_batch=EVAL_BATCH, inference_speedup=f"{INFERENCE_SPEEDUP:g}",
         train_gpu_hours=f"{est.train_gpu_hours:.2f}", eval_gpu_hours=f"{est.eval_gpu_hours:.2f}",
         gpu_hours=f"{est.gpu_hours:.2f}", eval_total=minutes(est.eval_minutes.value),
-        ckpt_disk=gib(est.checkpoint_disk_gib), eval_disk_mb=f"{est.eval_disk_gib * 1024:.0f}",
-        eval_disk_gib=gib(est.eval_disk_gib), total_disk=gib(est.disk_gib),
+        ckpt_disk=gib(est.checkpoint_disk_gib), eval_log_gib=f"{EVAL_LOG_GIB:g}",
+        eval_disk_gib=gib(est.eval_disk_gib),
+        disk_before_margin=gib(est.checkpoint_disk_gib + est.eval_disk_gib),
+        disk_margin=f"{DISK_MARGIN:.0%}", disk_margin_gib=gib(est.disk_margin_gib),
+        total_disk=gib(est.disk_gib),
         estimate_note=("Some estimates come from the fallback tables and are **preliminary**; "
                        "actual times will vary. Run one short job to calibrate."
                        if est.preliminary else
                        "Estimates are based on prior runs recorded in the repository; actual times "
                        "may vary with cluster load and GPU type."),
-        _unused=mixed,
     )
 
 
-def _scenario(s: Any) -> dict[str, Any]:
-    return dict(name=s.name, gpus=s.gpus, train=minutes(s.train_minutes),
+def _scenario(s: Scenario) -> dict[str, Any]:
+    return dict(name=s.name, where=scenario_where(s), train=minutes(s.train_minutes),
                 evals=minutes(s.eval_minutes), total=minutes(s.total_minutes))
 
 
@@ -274,16 +307,16 @@ def render_design_log(plan: Plan, exp: Expansion, checks: Sequence[Check], est: 
         entries.append((c.action, f"Checking {c.subject}", f"Command: {c.command}", c.result,
                         c.explanation))
     for r in est.runs:
-        for line in r.calculations:
-            entries.append(("CALCULATE_TIME" if "min" in line else "CALCULATE_BATCH",
-                            f"Estimate for {r.name}", f"Calculation: {line}",
-                            f"{minutes(r.train_minutes.value)} training, "
-                            f"{minutes(r.eval_minutes.value)} evaluation",
-                            f"Source: {r.source}"))
+        for action, line in r.calculations:
+            entries.append((action, f"Estimate for {r.name}", f"Calculation: {line}",
+                            _run_result(r), f"Source: {r.source}"))
+    counted = est.checkpoint_disk_gib + est.eval_disk_gib
     entries.append(("CALCULATE_DISK", "Disk space estimate",
                     f"Calculation: checkpoints {gib(est.checkpoint_disk_gib)} GiB + eval logs "
-                    f"{gib(est.eval_disk_gib)} GiB + 15%", f"{gib(est.disk_gib)} GiB",
-                    "Checked against the site's scratch before submitting"))
+                    f"{gib(est.eval_disk_gib)} GiB = {gib(counted)} GiB, + {DISK_MARGIN:.0%} "
+                    f"margin {gib(est.disk_margin_gib)} GiB = {gib(est.disk_gib)} GiB",
+                    f"{gib(est.disk_gib)} GiB",
+                    "tunegit does not check free space: the site's output_dir needs this much"))
     pattern = plan.run_name or default_run_name([k for k, _ in exp.factor_levels])
     entries.append(("DECIDE_NAMING", f"Run names from pattern {pattern}",
                     f"Decision: {len(exp.runs)} runs: {', '.join(r.name for r in exp.runs[:8])}"
@@ -303,6 +336,13 @@ def render_design_log(plan: Plan, exp: Expansion, checks: Sequence[Check], est: 
         out.append(f"[{timestamp}] {action}: {brief}\n{detail}\nResult: {result}\n"
                    f"Explanation: {why}\n")
     return "\n".join(out)
+
+
+def _run_result(r: RunEstimate) -> str:
+    evaluation = f"{minutes(r.eval_minutes.value)} evaluation"
+    if r.is_control:
+        return f"no training, {evaluation}"
+    return f"{minutes(r.train_minutes.value)} training, {evaluation}"
 
 
 def strip_timestamps(log: str) -> str:

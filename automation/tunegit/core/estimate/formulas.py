@@ -21,6 +21,9 @@ PACKED_SAFETY = 0.6
 PACKED_EFFICIENCY = 0.9
 INFERENCE_SPEEDUP = 2.5
 EVAL_OVERHEAD_MIN = 1.0
+# An evaluation generates for this many samples at once: inspect-ai's local (hf) models batch
+# up to their max_connections, 32 unless the command line sets it (the eval job does not).
+EVAL_BATCH = 32
 EVAL_LOG_GIB = 0.01
 DISK_MARGIN = 0.15
 TEMPLATE_TOKENS = 12
@@ -73,10 +76,20 @@ def training_minutes(samples: int, batch_size: int, it_per_s: float, epochs: int
     return steps_per_epoch(samples, batch_size, grad_accum, gpus) / it_per_s * epochs / 60.0
 
 
-def eval_minutes(test_samples: int, batch_size: int, train_it_per_s: float) -> float:
-    """10 it/s training, 1000 samples, batch 16 -> 63 steps / 25 it/s + 60 s ~ 1.04 min."""
-    steps = math.ceil(test_samples / batch_size)
-    return steps / (train_it_per_s * INFERENCE_SPEEDUP) / 60.0 + EVAL_OVERHEAD_MIN
+def eval_tokens(test_samples: int, prompt_tokens: float, max_tokens: int,
+                batch: int = EVAL_BATCH) -> float:
+    """Tokens an evaluation processes: its samples in whole batches (the last one padded) x
+    (prompt + the max_tokens it may generate)."""
+    return math.ceil(test_samples / batch) * batch * (prompt_tokens + max_tokens)
+
+
+def eval_minutes(test_samples: int, prompt_tokens: float, max_tokens: int,
+                 train_tokens_per_s: float, batch: int = EVAL_BATCH) -> float:
+    """Evaluation tokens / (2.5 x training tokens/s) + 1 minute loading: 1000 samples at batch
+    32, 10,000 training tokens/s -> 1024 x (20 + 32) = 53,248 tokens / 25,000 tokens/s = 2.1 s
+    + 60 s ~ 1.04 min."""
+    tokens = eval_tokens(test_samples, prompt_tokens, max_tokens, batch)
+    return tokens / (train_tokens_per_s * INFERENCE_SPEEDUP) / 60.0 + EVAL_OVERHEAD_MIN
 
 
 def max_batch_size(gpu_memory_gib: float, memory_per_batch_gib: float,
@@ -101,9 +114,11 @@ def packed_memory(unpacked_gib: float, density: float) -> float:
 
 def disk_gib(checkpoints: Sequence[tuple[int, int, float]],
              evaluations: int) -> tuple[float, float, float]:
-    """(runs, epochs, GiB per checkpoint) rows + eval logs + 15% -> (total, checkpoints, logs).
+    """(runs, epochs, GiB per checkpoint) rows + eval logs + a 15% margin for the files not
+    counted -> (total, checkpoints, logs); the margin is total - checkpoints - logs.
 
-    The seed's 2x2 example: (2, 2, 2.4) + (2, 2, 6.1) + 20 evals -> 39.3 GiB.
+    A 2x2 plan of 1B and 3B models, 2 epochs, 20 evaluations: (2, 2, 2.4) + (2, 2, 6.1) +
+    20 x 0.01 = 34.2 GiB, + 15% -> 39.3 GiB.
     """
     ckpt = sum(runs * epochs * size for runs, epochs, size in checkpoints)
     logs = evaluations * EVAL_LOG_GIB
