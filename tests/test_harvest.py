@@ -111,7 +111,8 @@ def submit_then_complete(tmp_path: Path, *, broken: bool) -> tuple[Workspace, li
 def test_a_completed_evaluation_whose_log_says_error_moves_to_failed_as_a_transition(
         tmp_path: Path) -> None:
     ws, transitions = submit_then_complete(tmp_path, broken=True)
-    failed = Transition("exp", RUN, KEY, COMPLETED, FAILED, "2", REASON_EVAL_STATUS)
+    cause = "eval log status error: RuntimeError('the task broke')"
+    failed = Transition("exp", RUN, KEY, COMPLETED, FAILED, "2", REASON_EVAL_STATUS, cause)
     assert transitions == [Transition("exp", RUN, None, SUBMITTED, COMPLETED, "1"),
                            Transition("exp", RUN, KEY, SUBMITTED, COMPLETED, "2"), failed]
     status = read_status(ws.experiment_dir("exp") / STATUS_FILE)
@@ -119,12 +120,12 @@ def test_a_completed_evaluation_whose_log_says_error_moves_to_failed_as_a_transi
     step = status.step(RUN, KEY)
     assert (step.status, step.reason, step.last_updated) == (
         FAILED, REASON_EVAL_STATUS, "2026-01-01T00:05:00Z")
-    assert step.message == "eval log status error: RuntimeError('the task broke')"
+    assert step.message == cause
     # What the status commit and `tunegit run` say agrees with runs_status.yaml.
     message = status_message(transitions, None)
     assert message.splitlines()[0] == "status(exp): 2 completed, 1 failed"
-    assert f"exp/{RUN} {KEY}: completed -> failed (job 2) [EvalLogNotSuccess]\n" in message
-    assert describe(failed) == f"{RUN} / {KEY}: completed -> failed: EvalLogNotSuccess"
+    assert f"exp/{RUN} {KEY}: completed -> failed (job 2) [EvalLogNotSuccess]: {cause}\n" in message
+    assert describe(failed) == f"{RUN} / {KEY}: completed -> failed: EvalLogNotSuccess: {cause}"
 
 
 def test_a_successful_evaluation_records_every_scorers_metrics(tmp_path: Path) -> None:

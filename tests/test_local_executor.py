@@ -263,7 +263,8 @@ def test_a_step_whose_job_outputs_were_deleted_fails_as_job_lost_after_the_grace
     assert (missing.status, missing.missing_since) == (states.SUBMITTED, at[0])
     lost = step_after_cycle(at[1])
     assert (lost.status, lost.reason, lost.message) == (
-        states.FAILED, states.REASON_JOB_LOST, f"{where}: not found since {at[0]}")
+        states.FAILED, states.REASON_JOB_LOST,
+        f"{where}: not found since {at[0]} (log: {submitted.log})")
 
 
 def test_a_fresh_executor_finds_jobs_by_name(tmp_path: Path) -> None:
@@ -318,6 +319,12 @@ def test_failed_finetune_blocks_its_evaluations_while_the_other_run_goes_on(
     bad, good = runs["tiny-llama-missing"], runs["tiny-llama"]
     assert (bad["finetune"]["status"], bad["finetune"]["reason"]) == ("failed", "NonZeroExitCode")
     assert bad["finetune"]["exit_code"] != 0
+    # Its cause, from torchtune's traceback in the job's log, and where that log is.
+    ft, config = bad["finetune"], repo / ".tunegit/models/tiny-llama-missing/config.json"
+    cause = f"FileNotFoundError: [Errno 2] No such file or directory: '{config}'"
+    assert ft["message"] == (f"job {ft['job_id']} exited with code {ft['exit_code']}: {cause} "
+                             f"(log: {ft['log']})")
+    assert f"running -> failed: NonZeroExitCode: {ft['message']}\n" in printed
     blocked = bad["evaluations"]["capitalization_epoch_0"]
     assert (blocked["status"], blocked["reason"]) == ("blocked", "DependencyFailed")
     assert blocked["message"] == "fine-tuning failed (NonZeroExitCode); nothing to evaluate"

@@ -143,7 +143,7 @@ def test_failed_parent_blocks_its_dependant(tmp_path: Path) -> None:
     assert sp.status_from_observation(parent_obs, tail(parent.log)) == (
         states.FAILED,
         states.REASON_NON_ZERO_EXIT,
-        f"job {ids[parent.name]} exited with code 3",
+        f"job {ids[parent.name]} exited with code 3: failing",  # its log's last line
     )
     assert sp.status_from_observation(child_obs, tail(child.log))[:2] == (
         states.BLOCKED,

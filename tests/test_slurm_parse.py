@@ -26,6 +26,7 @@ from tunegit.executors.slurm import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm"
+LOGS = FIXTURES.parent / "logs"
 UTC = UTC
 
 
@@ -263,11 +264,19 @@ STATUS_ROWS = [
      states.COMPLETED, "", f"job {IDS['ok']} completed"),
     ("completed job with an OOM text stays completed", squeue("squeue_final.txt")[IDS["ok"]],
      "CUDA out of memory", states.COMPLETED, "", f"job {IDS['ok']} completed"),
-    ("exit 3", squeue("squeue_final.txt")[IDS["failed"]], "failing\n",
+    ("exit 3: the log's last line is its cause", squeue("squeue_final.txt")[IDS["failed"]],
+     "failing\n", states.FAILED, states.REASON_NON_ZERO_EXIT,
+     f"job {IDS['failed']} exited with code 3: failing"),
+    ("exit 3: the exception line of the log's last traceback",
+     squeue("squeue_final.txt")[IDS["failed"]], (LOGS / "inspect-task-keyerror.log").read_text(),
+     states.FAILED, states.REASON_NON_ZERO_EXIT,
+     f"job {IDS['failed']} exited with code 3: KeyError: 'answer'"),
+    ("exit 3 with an empty log", squeue("squeue_final.txt")[IDS["failed"]], "\n",
      states.FAILED, states.REASON_NON_ZERO_EXIT, f"job {IDS['failed']} exited with code 3"),
     ("CUDA OOM in the log", squeue("squeue_final.txt")[IDS["cudaoom"]],
      fixture("log_cudaoom.txt"), states.FAILED, states.REASON_CUDA_OOM,
-     f"job {IDS['cudaoom']} ran out of GPU memory"),
+     f"job {IDS['cudaoom']} ran out of GPU memory: "
+     "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"),
     ("CUDA OOM job without a readable log", squeue("squeue_final.txt")[IDS["cudaoom"]], None,
      states.FAILED, states.REASON_NON_ZERO_EXIT, f"job {IDS['cudaoom']} exited with code 1"),
     ("dependency kill in squeue", squeue("squeue_final.txt")[IDS["blocked"]], None,
@@ -281,7 +290,13 @@ STATUS_ROWS = [
     ("scancel in sacct", _sacct("sacct_final.txt", IDS["cancel"]), None,
      states.CANCELLED, states.REASON_CANCELLED, f"job {IDS['cancel']} was cancelled"),
     ("time limit", squeue("squeue_final.txt")[IDS["timeout"]], None,
-     states.FAILED, states.REASON_TIMEOUT, f"job {IDS['timeout']} hit its time limit after 79 s"),
+     states.FAILED, states.REASON_TIMEOUT,
+     f"job {IDS['timeout']} hit its time limit after 79 s (TIMEOUT)"),
+    ("time limit: SLURM's word, not the log's last line",
+     squeue("squeue_final.txt")[IDS["timeout"]],
+     "step 9\nslurmstepd: error: *** JOB 9 CANCELLED DUE TO TIME LIMIT ***\n",
+     states.FAILED, states.REASON_TIMEOUT,
+     f"job {IDS['timeout']} hit its time limit after 79 s (TIMEOUT)"),
     ("held", squeue("squeue_final.txt")[IDS["held"]], None,
      states.SUBMITTED, "JobHeldUser", "waiting in the queue (JobHeldUser)"),
     ("waiting on a dependency", squeue("squeue_submitted.txt")[IDS["after_ok"]], None,
@@ -293,11 +308,13 @@ STATUS_ROWS = [
     ("completing", squeue("squeue_handwritten.txt")["94"], None,
      states.RUNNING, "", "running as job 94"),
     ("host OOM", squeue("squeue_handwritten.txt")["90"], None,
-     states.FAILED, states.REASON_OOM, "job 90 ran out of memory (host RAM)"),
+     states.FAILED, states.REASON_OOM,
+     "job 90 was killed for using more host memory than it asked for (OUT_OF_MEMORY)"),
     ("node failure", _sacct("sacct_handwritten.txt", "91"), None,
-     states.FAILED, states.REASON_NODE_FAIL, "job 91 its node failed"),
+     states.FAILED, states.REASON_NODE_FAIL, "job 91 was lost when its node failed (NODE_FAIL)"),
     ("preempted", _sacct("sacct_handwritten.txt", "92"), None,
-     states.FAILED, states.REASON_PREEMPTED, "job 92 was preempted"),
+     states.FAILED, states.REASON_PREEMPTED,
+     "job 92 was preempted to make room for another job (PREEMPTED)"),
     ("refused by sbatch", squeue("squeue_rejected.txt")["46"], None,
      states.FAILED, "BadConstraints", "job 46 failed: BadConstraints"),
     ("a state this version does not know", _sacct("sacct_handwritten.txt", "96"), None,

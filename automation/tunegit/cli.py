@@ -254,6 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="table of runs and evaluations from runs_status.yaml")
     p.add_argument("experiment", nargs="?", help="one experiment (default: all)")
+
+    p = sub.add_parser(
+        "logs",
+        help="the tail of one step's log (why it failed)",
+        description="Print the last lines of the log a fine-tuning or evaluation job wrote, "
+        "the file runs_status.yaml records for the step, under a header naming it.",
+    )
+    p.add_argument("target", metavar="EXP/RUN[/EVAL]",
+                   help="a run's fine-tuning (EXP/RUN or EXP/RUN/finetune) or one of its "
+                   "evaluations (EXP/RUN/KEY, as in `tunegit status`)")
+    p.add_argument("-n", "--lines", type=int, default=None, metavar="LINES",
+                   help="how many lines from the end (default: 40)")
     return parser
 
 
@@ -268,6 +280,7 @@ COMMANDS = {
     "results": "tunegit.commands.results",
     "report": "tunegit.commands.report",
     "status": "tunegit.commands.status",
+    "logs": "tunegit.commands.logs",
     "calibrate": "tunegit.commands.calibrate",
     "retry": "tunegit.commands.retry",
     "cancel": "tunegit.commands.cancel",

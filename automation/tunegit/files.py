@@ -5,8 +5,8 @@ calls these, so each rule below is stated and kept in one place.
 - A file is written only when its bytes change (an unchanged pass makes no diff), through a
   temporary file in the same directory and os.replace, so a crash leaves the old file or the
   new one, never half of one.
-- A log is read from its end, at most ``limit`` bytes, undecodable bytes replaced; a log that
-  cannot be read reads as "".
+- A log is read from its end, at most ``limit`` bytes (or its last lines), undecodable bytes
+  replaced; a log that cannot be read reads as "".
 - Times are UTC, to the second, ISO-8601 with a ``Z``: the format of runs_status.yaml.
 """
 
@@ -70,6 +70,25 @@ def tail(path: Path, limit: int = TAIL_BYTES) -> str:
             return f.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
+
+
+def tail_lines(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of a file, as `tail -n` prints them; "" when it cannot be read."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return ""
+    if lines < 1:
+        return ""
+    limit = TAIL_BYTES
+    while True:
+        text = tail(path, limit)
+        # Read from mid-file, the first line may be cut: enough lines after it, or all of it.
+        if text.count("\n") > lines or limit >= size:
+            break
+        limit *= 4
+    ending = "\n" if text.endswith("\n") else ""
+    return "\n".join(text.removesuffix("\n").split("\n")[-lines:]) + ending
 
 
 def utc_now() -> str:

@@ -34,7 +34,8 @@ def describe(t: Transition) -> str:
     extra = f" (job {t.job_id})" if t.job_id and t.new == "submitted" else ""
     quiet = ("submitted", "running", "completed")
     reason = f": {t.reason}" if t.reason and t.new not in quiet else ""
-    return f"{what}: {t.old} -> {t.new}{extra}{reason}"
+    cause = f": {t.message}" if t.message else ""  # a failure's cause and log
+    return f"{what}: {t.old} -> {t.new}{extra}{reason}{cause}"
 
 
 def main(args: argparse.Namespace) -> int:

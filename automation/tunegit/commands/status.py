@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from tunegit.commands.common import workspace
@@ -16,6 +17,7 @@ from tunegit.errors import TunegitError
 from tunegit.files import read_status
 
 COLUMNS = ("RUN", "STEP", "STATE", "JOB", "ELAPSED", "SCORE", "REASON")
+REASON_WIDTH = 60  # the REASON column (reason and message) wraps past this many characters
 
 
 # --- pure ------------------------------------------------------------------------------------
@@ -49,15 +51,27 @@ def rows(status: StatusFile, now: dt.datetime) -> list[tuple[str, ...]]:
         reason = " ".join(x for x in (step.reason, step.message) if x)
         score = "" if step.score is None else f"{step.score:.3f}"
         out.append((run, "finetune" if key is None else key, step.status, step.job_id or "",
-                    elapsed(step, now), score, reason[:60]))
+                    elapsed(step, now), score, reason))
     return out
 
 
+def wrap_reason(text: str) -> list[str]:
+    """The REASON cell's lines: wrapped at REASON_WIDTH, a longer word (a path) kept whole."""
+    return textwrap.wrap(text, REASON_WIDTH, break_long_words=False,
+                         break_on_hyphens=False) or [""]
+
+
 def table(lines: Sequence[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell; a long reason goes on under its own column."""
     all_rows = [COLUMNS, *lines]
-    widths = [max(len(r[i]) for r in all_rows) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in all_rows) + "\n"
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(COLUMNS) - 1)]
+    out = []
+    for row in all_rows:
+        for n, part in enumerate(wrap_reason(row[-1])):
+            cells = row[:-1] if n == 0 else ("",) * len(widths)
+            out.append("  ".join([*(c.ljust(w) for c, w in zip(cells, widths, strict=True)),
+                                  part]).rstrip())
+    return "\n".join(out) + "\n"
 
 
 def render(name: str, status: StatusFile, now: dt.datetime) -> str:

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from tunegit.core import states
+from tunegit.core.cause import failure_cause
 
 # The scheduler states after which a job never changes again.
 FINISHED_JOB_STATES = frozenset(
@@ -64,7 +65,8 @@ def status_from_observation(
     """What the scheduler's word means for runs_status.yaml: (state, reason, message).
 
     State None means "unknown this cycle: keep the last state" (never a failure).
-    ``log_text`` is the job's own output, read for a CUDA out-of-memory.
+    ``log_text`` is the tail of the job's own output: a job that exited non-zero gets its
+    cause (``failure_cause``) after the exit code, and a CUDA out-of-memory is told apart.
     """
     state = obs.state
     if _dependency_failed(obs):
@@ -97,25 +99,35 @@ def _waiting_message(reason: str) -> str:
     return f"waiting in the queue ({reason})" if reason else "waiting in the queue"
 
 
+# Each scheduler failure as (reason, message): SLURM's own word in the message, to grep sacct.
 _FAILURES = {
     states.JOB_FAILED: (states.REASON_NON_ZERO_EXIT, "exited with code {code}"),
-    states.JOB_TIMEOUT: (states.REASON_TIMEOUT, "hit its time limit after {elapsed}"),
-    states.JOB_OUT_OF_MEMORY: (states.REASON_OOM, "ran out of memory (host RAM)"),
-    states.JOB_NODE_FAIL: (states.REASON_NODE_FAIL, "its node failed"),
-    states.JOB_PREEMPTED: (states.REASON_PREEMPTED, "was preempted"),
+    states.JOB_TIMEOUT: (states.REASON_TIMEOUT, "hit its time limit after {elapsed} (TIMEOUT)"),
+    states.JOB_OUT_OF_MEMORY: (states.REASON_OOM, "was killed for using more host memory "
+                               "than it asked for (OUT_OF_MEMORY)"),
+    states.JOB_NODE_FAIL: (states.REASON_NODE_FAIL, "was lost when its node failed (NODE_FAIL)"),
+    states.JOB_PREEMPTED: (states.REASON_PREEMPTED, "was preempted to make room for another "
+                           "job (PREEMPTED)"),
 }
 
 
 def _failure(obs: JobObservation, log_text: str | None) -> tuple[str, str, str]:
-    if obs.state == states.JOB_FAILED and has_cuda_oom(log_text):
-        return states.FAILED, states.REASON_CUDA_OOM, f"job {obs.job_id} ran out of GPU memory"
+    """A job that exited non-zero says why with its log's cause (its exception line); the
+    scheduler's own failures (time limit, memory, node, preemption) say it in its words."""
     reason, template = _FAILURES[obs.state]
     elapsed = "?" if obs.elapsed_s is None else f"{obs.elapsed_s:.0f} s"
     code = "?" if obs.exit_code is None else str(obs.exit_code)
     message = f"job {obs.job_id} " + template.format(code=code, elapsed=elapsed)
-    if obs.state == states.JOB_FAILED and obs.reason not in ("", states.REASON_NON_ZERO_EXIT):
-        reason, message = obs.reason, f"job {obs.job_id} failed: {obs.reason}"  # BadConstraints
-    return states.FAILED, reason, message
+    if obs.state != states.JOB_FAILED:
+        return states.FAILED, reason, message
+    found = failure_cause(log_text or "")
+    cause = f": {found}" if found else ""
+    if has_cuda_oom(log_text):
+        oom = f"job {obs.job_id} ran out of GPU memory"
+        return states.FAILED, states.REASON_CUDA_OOM, oom + cause
+    if obs.reason not in ("", states.REASON_NON_ZERO_EXIT):  # BadConstraints, ProcessLost
+        return states.FAILED, obs.reason, f"job {obs.job_id} failed: {obs.reason}"
+    return states.FAILED, reason, message + cause
 
 
 def has_cuda_oom(log_text: str | None) -> bool:

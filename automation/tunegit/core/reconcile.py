@@ -122,8 +122,9 @@ class _Pass:
             return
         self.status = self.status.with_step(run, key, step)
         if new != old.status:
+            cause = step.message if new == FAILED else None
             self.transitions.append(Transition(self.experiment, run, key, old.status, new,
-                                               step.job_id, step.reason))
+                                               step.job_id, step.reason, cause))
 
 
 def decide(exp: Expansion, status: StatusFile, poll: Poll, *, experiment: str, now: str,
@@ -152,6 +153,8 @@ def _observe(p: _Pass, poll: Poll, logs: Mapping[str, str]) -> None:
         new, reason, message = status_from_observation(obs, logs.get(step.job_id))
         if new is None:
             continue
+        if new == FAILED:
+            message = _with_log(message, step)
         changes: dict[str, object] = {"reason": reason or None, "message": message or None,
                                       "started": step.started or obs.start,
                                       "missing_since": None}
@@ -171,11 +174,16 @@ def _missing(p: _Pass, run: str, key: str | None, step: Step, where: str) -> Non
         since, deadline = p.now, _later(p.now, JOB_LOST_GRACE_S) or "?"
     if p.now >= deadline:
         p.move(run, key, FAILED, reason=REASON_JOB_LOST, missing_since=since,
-               message=f"{where}: not found since {since}")
+               message=_with_log(f"{where}: not found since {since}", step))
     else:
         p.move(run, key, step.status, missing_since=since,
                message=f"{where} (since {since}); failed as JobLost if still missing at "
                f"{deadline}")
+
+
+def _with_log(message: str, step: Step) -> str:
+    """A failure's message ends with where its job's own output is (`tunegit logs` prints it)."""
+    return f"{message} (log: {step.log})" if step.log else message
 
 
 def _later(stamp: str, seconds: float) -> str | None:

@@ -15,6 +15,7 @@ class Transition:
     new: str
     job_id: str | None = None
     reason: str | None = None
+    message: str | None = None  # for a step that failed: its cause, with its log's path
 
 
 # What a cycle error means for what happens next; callers decide by kind, never by its text.

@@ -20,7 +20,7 @@ import git
 from tunegit.core.records import Transition
 from tunegit.core.states import STATUS_STATES
 from tunegit.edges.crashpoints import crashpoint
-from tunegit.errors import TunegitError
+from tunegit.errors import TunegitError, one_line
 
 COMMITTER_ENV = "TUNEGIT_COMMITTER"  # set for tunegit's own commits; the guard-status hook reads it
 OWN_TRAILER = "Tunegit-Experiment"  # every status commit carries it: how the watcher knows its own
@@ -61,6 +61,8 @@ def transition_line(t: Transition) -> str:
         line += f" (job {t.job_id})"
     if t.reason:
         line += f" [{t.reason}]"
+    if t.message:
+        line += f": {one_line(t.message)}"
     return line
 
 

@@ -94,7 +94,7 @@ def _evaluation(status: StatusFile, t: Transition, a: Analysis, ctx: RenderConte
         new = step.moved(FAILED, step.last_updated or "", output=log_dir, reason=REASON_EVAL_STATUS,
                          message=f"eval log status {result.status}: {result.error}"[:500])
         failed = Transition(t.experiment, t.run, t.key, step.status, FAILED, t.job_id,
-                            REASON_EVAL_STATUS)
+                            REASON_EVAL_STATUS, new.message)
         return status.with_step(t.run, t.key, new), (failed,)
     new = step.moved(step.status, "", output=result.log_path or log_dir, score=result.score,
                      metric=result.metric_name or None, samples=result.samples,

@@ -50,8 +50,6 @@ from tunegit.tools import RenderContext, get_evaluation, get_preparation
 
 __all__ = ["CycleError", "CycleResult", "ExecutorFactory", "Transition", "cycle"]
 
-LOG_TAIL = 20_000
-
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentResult:
@@ -211,13 +209,14 @@ def _results(a: Analysis, status: StatusFile,
 
 
 def _failed_logs(status: StatusFile, poll: Poll) -> dict[str, str]:
-    """The tail of each live job's own log (read only for a CUDA out-of-memory)."""
+    """The tail of the own log of each live job that ended other than completed: where the
+    reconcile reads its cause (the last traceback's exception line, a CUDA out-of-memory)."""
     out = {}
     for _, _, step in status.steps():
         obs = poll.jobs.get(step.job_id or "")
         if (step.status in LIVE_STATES and obs is not None and step.log
                 and obs.state not in (JOB_PENDING, JOB_RUNNING, JOB_COMPLETED)):
-            out[obs.job_id] = tail(Path(step.log), LOG_TAIL)
+            out[obs.job_id] = tail(Path(step.log))
     return out
 
 
