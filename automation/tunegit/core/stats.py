@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-from scipy import stats
+# numpy and scipy (half a second to import) are imported where an interval is computed: the
+# watcher and `tunegit run` import this module on every start, and most cycles compute none.
+if TYPE_CHECKING:
+    import numpy as np
 
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
@@ -51,6 +54,8 @@ def wilson(successes: int, n: int, confidence: float = CONFIDENCE) -> Interval |
     """The Wilson score interval of ``successes / n``; None for n = 0."""
     if n <= 0:
         return None
+    from scipy import stats
+
     ci = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence,
                                                      method="wilson")
     return Interval(float(ci.low), float(ci.high), WILSON)
@@ -65,6 +70,8 @@ def mean_estimate(values: Sequence[float], *, seed: int = SEED) -> Estimate | No
     (an accuracy), a percentile bootstrap otherwise. None for no values."""
     if not values:
         return None
+    import numpy as np
+
     n = len(values)
     mean = float(np.mean(values))
     if is_binary(values):
@@ -77,6 +84,9 @@ def bootstrap_mean(values: Sequence[float], *, seed: int = SEED,
     """Percentile bootstrap interval of the mean; None for fewer than two values."""
     if len(values) < 2:
         return None
+    import numpy as np
+    from scipy import stats
+
     result = stats.bootstrap((np.asarray(values, dtype=float),), np.mean,
                              confidence_level=CONFIDENCE, n_resamples=resamples,
                              method="percentile", rng=np.random.default_rng(seed))
@@ -85,6 +95,8 @@ def bootstrap_mean(values: Sequence[float], *, seed: int = SEED,
 
 
 def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    import numpy as np
+
     difference: np.ndarray = np.mean(a - b, axis=axis)
     return difference
 
@@ -96,6 +108,9 @@ def paired_difference(treated: Mapping[str, float], control: Mapping[str, float]
     shared = sorted(set(treated) & set(control))
     if not shared:
         return None
+    import numpy as np
+    from scipy import stats
+
     a = np.array([treated[i] for i in shared], dtype=float)
     b = np.array([control[i] for i in shared], dtype=float)
     value = float(np.mean(a - b))
