@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 PLACEHOLDERS = ("dataset_path", "split", "system_prompt", "max_tokens")
+PLACEHOLDER_TEXT = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)  # as messages show them
 DEFAULT_KEYS = ("data_file", "split", "system_prompt")
 
 

@@ -15,7 +15,7 @@ from tunegit.core.checks import NOT_VERIFIABLE, Check, DatasetInfo, Verification
 from tunegit.core.expand import Expansion
 from tunegit.core.taskargs import (
     DEFAULT_KEYS,
-    PLACEHOLDERS,
+    PLACEHOLDER_TEXT,
     TaskNotFound,
     argument_problems,
     task_signature,
@@ -137,8 +137,8 @@ def _task_arguments(path: Path, task: EvalTask, i: int, doc: Located) -> list[Pr
     where = ("evaluation", "tasks", i)
     args = task.args
     out = [doc.problem((*where, "args", key), f"unknown placeholder {{{field}}}",
-                       hint="placeholders: " + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
-                       + "; write a literal brace as {{ or }}")
+                       hint=f"placeholders: {PLACEHOLDER_TEXT}; "
+                       "write a literal brace as {{ or }}")
            for key, field in unknown_placeholders(args or {})]
     try:
         sig = task_signature(path.read_text(encoding="utf-8"), task.task)
@@ -158,7 +158,7 @@ def _task_arguments(path: Path, task: EvalTask, i: int, doc: Located) -> list[Pr
                 (*where, "script"), f"{message}; without `args:` a task gets "
                 f"{', '.join(DEFAULT_KEYS)}",
                 hint="pass the task's own parameters under `args:` (values may use "
-                + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS) + ")"))
+                f"{PLACEHOLDER_TEXT})"))
         else:
             out.append(doc.problem((*where, "args", key) if key else (*where, "args"), message,
                                    hint="name the task's parameters under `args:`"))
