@@ -14,6 +14,7 @@ from tunegit.edges.verify import verify
 from tunegit.edges.workspace import LoadedPlan, Workspace
 from tunegit.errors import PlanError, Problem
 from tunegit.executors import backend
+from tunegit.executors.base import Executor
 from tunegit.render.plandoc import render_design_log, render_plan_md
 from tunegit.spec import models
 from tunegit.spec.site import Site
@@ -91,7 +92,11 @@ def queue_capacity(ws: Workspace, site: Site) -> int | None:
     """The jobs tunegit lets run at once: the site's max_parallel where its executor has no
     scheduler of its own (the local executor: it does not enforce dependencies either); None
     where a scheduler (SLURM) queues them."""
-    executor = backend(site.executor).create(site, ws)
+    return executor_capacity(backend(site.executor).create(site, ws), site)
+
+
+def executor_capacity(executor: Executor, site: Site) -> int | None:
+    """``queue_capacity`` for an executor already made (the reconcile loop's)."""
     return None if executor.supports_dependencies else site.max_parallel
 
 

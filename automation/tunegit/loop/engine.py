@@ -29,7 +29,7 @@ from tunegit.core.states import (
 )
 from tunegit.core.status import StatusFile, dump, initial, sync
 from tunegit.edges import harvest
-from tunegit.edges.analysis import Analysis, analyse
+from tunegit.edges.analysis import Analysis, analyse, executor_capacity
 from tunegit.edges.crashpoints import crashpoint
 from tunegit.edges.results_files import RESULTS_MD, write_results
 from tunegit.edges.scaffold import (
@@ -177,7 +177,7 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> Exp
                                  f"scheduler not answering ({poll.error}); "
                                  "states unknown this cycle, nothing submitted"))
     decision = decide(a.expansion, status, poll, experiment=name, now=now,
-                      capacity=a.site.max_parallel if not executor.supports_dependencies else None,
+                      capacity=executor_capacity(executor, a.site),
                       dependencies=executor.supports_dependencies, logs=_failed_logs(status, poll),
                       work_dir=str(a.work_dir))
     status = _with_logs(decision.status, ctx, a)
