@@ -13,6 +13,7 @@ remote moves between the watcher's fetch and its push, as when a merge lands at 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -118,6 +119,38 @@ def test_a_stale_index_lock_is_removed_and_a_fresh_one_waits(
     assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 0
     assert not lock.exists()
     assert git(watcher, "rev-parse", "HEAD") == git(origin, "rev-parse", "main")
+
+
+def test_an_index_lock_a_real_git_holds_is_never_removed_whatever_the_clock_says(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`git update-index --index-info` takes index.lock and holds it open while it reads its
+    stdin: a real git mid-operation. Its lock looks old (mtime set back, as a clock running
+    ahead makes it look); the watcher must still leave it alone."""
+    _, watcher, _ = setup(origin, tmp_path)
+    lock = watcher / ".git" / "index.lock"
+    holder = subprocess.Popen(["git", "update-index", "--index-info"], cwd=watcher,
+                              stdin=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            if lock.exists():
+                break
+            time.sleep(0.05)
+        old = time.time() - STALE_LOCK_S - 600
+        os.utime(lock, (old, old))
+        store = GitStore(watcher)
+        with pytest.raises(GitStoreError, match=f"held by process {holder.pid}"):
+            store.clear_stale_lock(now=time.time() + 600)
+        capsys.readouterr()
+        assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 1
+        err = capsys.readouterr().err
+        assert f"held by process {holder.pid}" in err and "Traceback" not in err
+        assert lock.exists()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert not lock.exists()  # git finished and released it itself
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 0
 
 
 def test_a_force_pushed_main_stops_the_watcher_without_rewriting(

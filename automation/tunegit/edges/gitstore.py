@@ -25,9 +25,13 @@ from tunegit.errors import TunegitError, one_line
 COMMITTER_ENV = "TUNEGIT_COMMITTER"  # set for tunegit's own commits; the guard-status hook reads it
 OWN_TRAILER = "Tunegit-Experiment"  # every status commit carries it: how the watcher knows its own
 STATUS_PREFIX = "status"
-# A .git/index.lock older than this was left by a killed git (the watcher holds its own
-# lock, and the checkout is tunegit's alone): removed. A younger one: retried next cycle.
+# A .git/index.lock is stale when no process has it open: git keeps the lock file open from
+# taking it to renaming it into place, so a lock nobody holds was left by a killed git.
+# The mtime is a second opinion only: one younger than this that nobody holds may be between
+# git's close and rename (retried next cycle). Where open files cannot be listed (no /proc),
+# age alone decides, and a lock older than this is removed.
 STALE_LOCK_S = 120.0
+FRESH_LOCK_S = 5.0
 
 
 class GitStoreError(TunegitError):
@@ -47,6 +51,25 @@ class PushResult:
     pushed: bool
     attempts: int
     error: str = ""
+
+
+def holders_of(path: Path, proc: Path = Path("/proc")) -> list[int] | None:
+    """The pids of processes that have ``path`` open (from /proc/PID/fd), or None where open
+    files cannot be listed. Processes whose descriptors this user may not read are not seen:
+    the watcher's checkout belongs to the watcher's user."""
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    target = os.path.realpath(path)
+    pids = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) == target for fd in (entry / "fd").iterdir()):
+                pids.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return sorted(pids)
 
 
 # --- pure: commit messages -------------------------------------------------------------------
@@ -173,18 +196,29 @@ class GitStore:
         return sorted(p for p in out.split("\0") if p)
 
     def clear_stale_lock(self, now: float | None = None) -> bool:
-        """Remove an index.lock a killed git left behind; refuse a fresh one (True: removed)."""
+        """Remove an index.lock a killed git left behind; refuse one a process holds, or a
+        fresh one (True: removed). Judged by who has it open, not by the clock: a clock that
+        runs ahead makes every lock look old."""
         lock = self.git_dir / "index.lock"
         try:
             age = (time.time() if now is None else now) - lock.stat().st_mtime
         except FileNotFoundError:
             return False
-        if age < STALE_LOCK_S:
+        holders = holders_of(lock)
+        retry = "the next cycle retries"
+        if holders:
+            raise GitStoreError(
+                f"{lock} is held by process {', '.join(map(str, holders))}: another git "
+                "process is working in the watcher's checkout",
+                hint=f"{retry}; the watcher's checkout is tunegit's alone, so find who runs git "
+                "there")
+        if (holders is None and age < STALE_LOCK_S) or 0 <= age < FRESH_LOCK_S:
             raise GitStoreError(
                 f"{lock} exists ({age:.0f} s old): another git process is working in the "
                 "watcher's checkout",
-                hint=f"the next cycle retries; a lock older than {STALE_LOCK_S:.0f} s is "
-                "treated as left by a killed git and removed")
+                hint=f"{retry}; a lock no process holds is treated as left by a killed git "
+                "and removed" + ("" if holders is not None else
+                                 f" once it is {STALE_LOCK_S:.0f} s old"))
         lock.unlink(missing_ok=True)
         return True
 
