@@ -21,6 +21,7 @@ import pytest
 
 from gitfixtures import clone, commit_all, git, tunegit
 from planfixtures import tiny_plan
+from tunegit.core.status import parse
 from tunegit.edges.gitstore import STALE_LOCK_S, GitStore, GitStoreError
 from tunegit.edges.workspace import STATUS_FILE
 from tunegit.loop.cycle import WatchConfig, reconcile_once
@@ -246,3 +247,37 @@ def test_git_errors_inside_a_cycle_are_a_clear_stop(origin: Path, tmp_path: Path
     with pytest.raises(GitStoreError) as info:
         reconcile_once(WatchConfig(watcher, backoff_s=0))
     assert "main" in info.value.format()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not-yaml"])
+def test_a_damaged_status_file_in_the_watcher_checkout_is_restored_never_committed(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str) -> None:
+    """runs_status.yaml cut short (a full disk, a copy interrupted) or overwritten with junk
+    in the watcher's checkout: the watcher restores tunegit's last committed record, says so,
+    and reconciles from there; the damaged bytes are never committed or pushed."""
+    _, watcher, _ = setup(origin, tmp_path)
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 0
+    status = watcher / "experiments" / "exp1" / STATUS_FILE
+    good = git(watcher, "show", f"HEAD:experiments/exp1/{STATUS_FILE}")
+    assert status.read_text() == good
+    status.write_text(good[: len(good) // 3] if damage == "truncated" else "{{{ not yaml\n")
+    capsys.readouterr()
+    code = tunegit(["-C", str(watcher), "reconcile", "--once"])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert code == 0, captured.err
+    said = captured.out + captured.err
+    assert f"experiments/exp1/{STATUS_FILE}" in said and "restored" in said
+    for ref in ("HEAD", "origin/main"):
+        for sha in git(watcher, "rev-list", ref).split():
+            text = git(watcher, "show", f"{sha}:experiments/exp1/{STATUS_FILE}") \
+                if f"experiments/exp1/{STATUS_FILE}" in git(
+                    watcher, "ls-tree", "-r", "--name-only", sha) else None
+            if text is not None:
+                assert "run_group:" in text and "runs:" in text, sha
+    jobs = {(run, key): step.job_id for run, key, step in parse(good).steps() if step.job_id}
+    after = parse(status.read_text())
+    assert jobs and all(after.step(run, key).job_id == job
+                        for (run, key), job in jobs.items())  # the submitted job still tracked
+    assert list((watcher / ".git" / "tunegit-stray").rglob(STATUS_FILE))  # damaged copy kept
+    assert git(watcher, "status", "--porcelain") == ""

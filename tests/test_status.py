@@ -93,6 +93,23 @@ def test_sync_drops_what_the_plan_no_longer_has_unless_it_was_submitted() -> Non
     assert run in status.sync(ran, expand(smaller), plan.name).runs
 
 
+def test_damage_tells_a_record_tunegit_wrote_from_one_cut_short_or_edited() -> None:
+    text = (REPO / "experiments" / EXAMPLE_8L / "runs_status.yaml").read_text()
+    record = status.parse(text)
+    run = next(iter(record.runs))
+    submitted = record.with_step(run, None, record.step(run, None).moved(
+        "submitted", "2025-10-22T10:00:00Z", job_id="123"))
+    done = status.dump(submitted)
+    assert status.damage(done, text) is None  # a cycle's own, later record
+    assert status.damage(text, None) is None
+    assert "not valid YAML" in (status.damage(done[:-40] + "{{", done) or "")
+    assert "cut short" in (status.damage(done[: len(done) // 2], done) or "")
+    without = status.StatusFile(submitted.run_group,
+                                {k: v for k, v in submitted.runs.items() if k != run},
+                                submitted.plan_commit)  # cut at a run's boundary: still parses
+    assert f"{run}/finetune is gone" in (status.damage(status.dump(without), done) or "")
+
+
 def test_moved_changes_last_updated_only_when_the_state_moves() -> None:
     step = status.Step("running", last_updated="t1")
     assert step.moved("running", "t2").last_updated == "t1"

@@ -211,6 +211,35 @@ def parse(text: str) -> StatusFile:
                       None if commit is None else str(commit))
 
 
+def damage(text: str, committed: str | None) -> str | None:
+    """Why ``text`` cannot be tunegit's own record, or None when it can. Tunegit writes a
+    status file whole (atomically) in one canonical form, and never drops the record of a
+    submitted job: a file that does not parse, is not in that form, or lost such records
+    (``committed``: the last committed text) was cut short or edited."""
+    try:
+        status = parse(text)
+    except StatusFormatError as exc:
+        return str(exc)
+    if dump(status) != text:
+        return "not in the form tunegit writes (cut short, or edited by hand)"
+    if committed is None:
+        return None
+    try:
+        before = parse(committed)
+    except StatusFormatError:
+        return None
+    lost = [f"{run}/{key or 'finetune'}" for run, key, step in before.steps()
+            if step.job_id and not _has_step(status, run, key)]
+    if lost:
+        return f"the record of submitted job(s) {', '.join(lost)} is gone"
+    return None
+
+
+def _has_step(status: StatusFile, run: str, key: str | None) -> bool:
+    record = status.runs.get(run)
+    return record is not None and (key is None or key in record.evaluations)
+
+
 def _step(data: Any) -> Step:
     data = data if isinstance(data, dict) else {}
     known = {k: v for k, v in data.items() if k in STEP_KEYS}

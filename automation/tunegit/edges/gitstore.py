@@ -195,6 +195,13 @@ class GitStore:
         out = self._git("ls-files", "--others", "--exclude-standard", "-z", "--", under)
         return sorted(p for p in out.split("\0") if p)
 
+    def committed_text(self, rel: str, ref: str = "HEAD") -> str | None:
+        """A file's text at ``ref``; None when it is not there."""
+        try:
+            return self._git("show", f"{ref}:{rel}")
+        except git.GitCommandError:
+            return None
+
     def clear_stale_lock(self, now: float | None = None) -> bool:
         """Remove an index.lock a killed git left behind; refuse one a process holds, or a
         fresh one (True: removed). Judged by who has it open, not by the clock: a clock that

@@ -3,8 +3,11 @@
 `reconcile_once`, for cron, scrontab or the `watch` daemon (loop.daemon):
 
 1. lock the checkout (a second watcher on it exits quietly);
-2. commit status and results files a crashed cycle wrote but did not commit (never lose
-   one); set untracked results files aside into .git/tunegit-stray/ (someone ran `tunegit
+2. restore a runs_status.yaml that does not parse (cut short by a full disk, overwritten
+   by hand) from the last commit, its bytes kept in .git/tunegit-stray/: the scheduler's
+   answer and adoption by job name bring back what happened since; commit status and
+   results files a crashed cycle wrote but did not commit (never lose one); set untracked
+   results files aside into .git/tunegit-stray/ (someone ran `tunegit
    results` here: the watcher writes results only as commits, and an untracked copy would
    stop the fast-forward that brings the watcher's own committed one);
 3. fetch the protected branch only and fast-forward (own unpushed commits replay);
@@ -94,6 +97,7 @@ class CycleReport:
     pending: int = 0
     skipped: str = ""  # why nothing ran (another watcher holds the lock)
     set_aside: tuple[str, ...] = ()  # untracked results files moved out of the way
+    restored: tuple[str, ...] = ()  # damaged status files put back as last committed
 
     def summary(self) -> str:
         if self.skipped:
@@ -105,6 +109,9 @@ class CycleReport:
                 f"{self.live} live, {self.pending} pending")
         if self.commit:
             text += f"; committed {self.commit[:10]}"
+        if self.restored:
+            text += (f"; restored {', '.join(self.restored)} from the last commit (it did not "
+                     f"parse; the damaged copy is in .git/{STRAY_DIR}/)")
         if self.set_aside:
             text += (f"; set aside {len(self.set_aside)} untracked results file(s) in "
                      f".git/{STRAY_DIR}/")
@@ -153,6 +160,37 @@ def _status_of(ws: Workspace, name: str) -> status_mod.StatusFile | None:
         return read_status(ws.experiment_dir(name) / STATUS_FILE)
     except (status_mod.StatusFormatError, ValueError):
         return None
+
+
+def restore_damaged(store: GitStore, stamp: str) -> tuple[str, ...]:
+    """Put back, as last committed, each status file in the checkout that tunegit cannot
+    have written (status_mod.damage: it does not parse, is cut short, or lost the record of
+    a submitted job), keeping its bytes in .git/tunegit-stray/STAMP/ (one never committed is
+    set aside only). A damaged record is never committed: what happened since the last
+    commit comes back from the scheduler, whose jobs are adopted by name. Only files that
+    differ from the last commit are read. Returns the paths restored."""
+    changed = [*store.dirty_paths(), *store.untracked("experiments")]
+    restored = []
+    for rel in changed:
+        if not _own_file(rel, frozenset({STATUS_FILE})):
+            continue
+        path = store.root / rel
+        committed = store.committed_text(rel)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            text = None
+        except OSError:
+            continue
+        if text is not None and status_mod.damage(text, committed) is None:
+            continue
+        dest = store.git_dir / STRAY_DIR / stamp / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(dest)
+        if committed is not None:
+            write_if_changed(path, committed)
+        restored.append(rel)
+    return tuple(restored)
 
 
 def recover(store: GitStore) -> list[str]:
@@ -217,8 +255,10 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
            now: Callable[[], str], cycle: CycleFn) -> CycleReport:
     state_path = store.git_dir / STATE_FILE
     state = WatchState.load(state_path)
+    stamp = now().replace(":", "")
+    restored = restore_damaged(store, stamp)
     recovered = recover(store)
-    strays = set_aside_strays(store, now().replace(":", ""))
+    strays = set_aside_strays(store, stamp)
     synced = store.sync()
     plan_commit = store.plan_head(synced.remote)
     ws = Workspace(store.root)
@@ -226,7 +266,7 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
     # writes status files, and a human commit that changes one shows in `changed`. Without a
     # saved state, `changed` is None: every experiment is read once.
     chosen = select(ws.experiments(), store.changed_experiments(state.reconciled, synced.remote),
-                    set(recovered), state.active)
+                    set(recovered) | {Path(p).parent.name for p in restored}, state.active)
     refused = untrusted(store, ws, chosen, plan_commit, synced.remote)
     allowed = tuple(n for n in chosen if n not in {e.experiment for e in refused})
     result = CycleResult((), (), 0, 0)
@@ -245,7 +285,7 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
     WatchState(synced.remote, active).save(state_path)
     return CycleReport(plan_commit, chosen, len(result.transitions), commit, push,
                        refused + result.errors, result.live, result.pending,
-                       set_aside=strays)
+                       set_aside=strays, restored=restored)
 
 
 def _names(result: CycleResult) -> list[str]:
