@@ -1,5 +1,10 @@
 """`tunegit run EXP [--site S]`: scaffold + submit + wait, with progress, on any site.
 
+Each cycle holds the checkout's lock, the one the watcher's cycles take (.git/tunegit.lock;
+.tunegit/ outside git): two `tunegit run`s, or a run and a watcher, in one checkout never
+decide on the same status at once, so nothing is submitted twice. One that finds the lock
+held says so and waits for it.
+
 Polling is polite: one scheduler query per cycle, at the interval the site's executor
 asks for (or ``--poll``), backing off while the scheduler does not answer. Such a cycle
 changes nothing and is never a failure.
@@ -18,12 +23,13 @@ from tunegit.commands.common import out, workspace
 from tunegit.core.records import SCHEDULER_UNANSWERED, CycleError, Transition
 from tunegit.core.states import COMPLETED, SKIPPED, TERMINAL_STATES
 from tunegit.edges.analysis import analyse
-from tunegit.edges.gitinfo import head_commit
+from tunegit.edges.gitinfo import git_dir, head_commit
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 from tunegit.errors import TunegitError
 from tunegit.executors import backend, executor_factory
 from tunegit.executors.base import Backoff
 from tunegit.files import read_status, utc_now
+from tunegit.loop.cycle import LOCK_FILE, locked
 from tunegit.loop.engine import cycle
 
 IDLE_POLL_S = 30.0  # the plan is invalid: look again now and then, without a scheduler
@@ -47,9 +53,13 @@ def main(args: argparse.Namespace) -> int:
     last_summary = ""
     backoff = _backoff(ws, name, args.site, args.poll)
     failures = 0  # consecutive cycles the scheduler did not answer
+    lock_dir = git_dir(ws.root) or ws.root / ".tunegit"
     while True:
-        result = cycle(ws, [name], now=utc_now(), plan_commit=head_commit(ws.root),
-                       executor_for=make, site_override=args.site)
+        with locked(lock_dir, on_wait=lambda: out(
+                f"waiting: another `tunegit run` or the watcher is reconciling in this "
+                f"checkout (it holds {lock_dir / LOCK_FILE})")):
+            result = cycle(ws, [name], now=utc_now(), plan_commit=head_commit(ws.root),
+                           executor_for=make, site_override=args.site)
         for err in result.errors:
             print(f"error: {err}", file=sys.stderr)
         unanswered = scheduler_unanswered(result.errors)

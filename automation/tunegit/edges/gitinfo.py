@@ -20,3 +20,16 @@ def head_commit(root: Path) -> str | None:
         return None
     sha = proc.stdout.strip()
     return sha if proc.returncode == 0 and sha else None
+
+
+def git_dir(root: Path) -> Path | None:
+    """The repository's .git directory (the common one, for a worktree), or None outside
+    a git repository."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+            capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    path = proc.stdout.strip()
+    return Path(path) if proc.returncode == 0 and path else None

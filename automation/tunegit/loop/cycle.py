@@ -141,14 +141,20 @@ def select(all_names: Sequence[str], changed: set[str] | None, recovered: set[st
 # --- I/O --------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def locked(git_dir: Path) -> Iterator[bool]:
-    """A non-blocking exclusive lock on the checkout: yields False when another holds it."""
+def locked(git_dir: Path, *, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """An exclusive lock on the checkout, the one every cycle takes (the watcher's and
+    `tunegit run`'s). Without ``on_wait``: non-blocking, yields False when another holds it.
+    With it: ``on_wait()`` is called once if another holds it, then waits for it."""
+    git_dir.mkdir(parents=True, exist_ok=True)
     with (git_dir / LOCK_FILE).open("w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            if on_wait is None:
+                yield False
+                return
+            on_wait()
+            fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield True
         finally:
