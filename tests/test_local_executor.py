@@ -333,3 +333,71 @@ def test_failed_finetune_blocks_its_evaluations_while_the_other_run_goes_on(
     assert good["finetune"]["metrics"]["tokens_per_s"] > 0  # from torchtune's DiskLogger file
     ev = good["evaluations"]["capitalization_epoch_0"]
     assert ev["status"] == "completed" and 0.0 <= ev["score"] <= 1.0
+
+
+def _full_disk_after(monkeypatch: pytest.MonkeyPatch, under: Path, writes: int) -> None:
+    """FAKED: a full disk cannot be produced on demand without privileges (no tmpfs mount
+    here), so writes below ``under`` raise ENOSPC, as the kernel's would, after ``writes``
+    of them succeed. Everything else is real."""
+    import errno
+    real = Path.write_text
+    count = {"n": 0}
+
+    def write_text(self: Path, *args: Any, **kwargs: Any) -> int:
+        if str(self).startswith(str(under)):
+            count["n"] += 1
+            if count["n"] > writes:
+                raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+@pytest.mark.parametrize("writes", [0, 2, 4])
+def test_a_full_disk_while_recording_a_launch_leaves_nothing_half_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writes: int) -> None:
+    from tunegit.executors.base import SubmitError
+    state = tmp_path / "state"
+    executor = LocalExecutor(state)
+    first, second = job(tmp_path, "exit 0"), job(tmp_path, "exit 0")
+    done = executor.submit([first])
+    _full_disk_after(monkeypatch, state, writes)
+    with pytest.raises(SubmitError, match="No space left on device") as caught:
+        executor.submit([second, job(tmp_path, "exit 0")])
+    assert caught.value.submitted == {}
+    left = sorted(p.name for p in state.iterdir())
+    assert left == sorted([done[first.name], "by-name"]), left  # no draft, no orphan job dir
+    assert sorted(p.name for p in (state / "by-name").iterdir()) == [first.name]
+
+
+def test_a_job_whose_log_cannot_be_opened_is_not_left_recorded(tmp_path: Path) -> None:
+    """A real fault: the log's directory is a file."""
+    from tunegit.executors.base import SubmitError
+    state = tmp_path / "state"
+    executor = LocalExecutor(state)
+    spec = job(tmp_path, "exit 0")
+    spec.log.parent.parent.mkdir(parents=True, exist_ok=True)
+    spec.log.parent.write_text("not a directory\n")
+    with pytest.raises(SubmitError, match="could not start the job"):
+        executor.submit([spec])
+    assert not [p for p in state.iterdir() if p.name.startswith("local-")]
+    assert not list((state / "by-name").iterdir())
+
+
+def test_run_on_a_full_disk_says_so_without_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_repo(tmp_path / "lab", files=LOCAL_FILES, plans={"exp": tiny_plan("exp")})
+    model = root / ".tunegit" / "models" / "tunegit" / "tiny-llama"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}\n")
+    _full_disk_after(monkeypatch, root / ".tunegit" / "outputs" / ".tunegit-jobs", 0)
+    code = main(["-C", str(root), "run", "exp", "--no-wait"])
+    captured = capsys.readouterr()
+    assert code != 3 and "Traceback" not in captured.err
+    assert "No space left on device" in captured.err + captured.out
+    status = read_status(root / "experiments" / "exp" / STATUS_FILE)
+    assert status is not None
+    assert not [s for _, _, s in status.steps() if s.status == states.SUBMITTED]
+    jobs = root / ".tunegit" / "outputs" / ".tunegit-jobs"
+    assert not [p for p in jobs.iterdir() if p.name.startswith(("local-", ".local-"))]

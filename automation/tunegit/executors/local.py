@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import uuid
@@ -49,6 +50,7 @@ from tunegit.executors.base import (
     JobPlan,
     Poll,
     SitePaths,
+    SubmitError,
     WakeFile,
     job_environment,
 )
@@ -167,37 +169,61 @@ class LocalExecutor:
     def submit(
         self, jobs: Sequence[JobPlan], *, known: Mapping[str, str] | None = None
     ) -> dict[str, str]:
-        return {job.name: self._start(job) for job in jobs}
+        ids: dict[str, str] = {}
+        for job in jobs:
+            try:
+                ids[job.name] = self._start(job)
+            except OSError as exc:  # a full disk, a read-only output_dir: nothing half-made
+                where = f" ({exc.filename})" if exc.filename else ""
+                raise SubmitError(job.name, f"could not start the job: "
+                                  f"{exc.strerror or exc}{where}", submitted=ids) from None
+        return ids
 
     def _start(self, job: JobPlan) -> str:
         job_id = self._record(job)
-        job.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(job.log, "ab") as log:
-            subprocess.Popen(
-                ["bash", "-c", WRAPPER, "tunegit-job", str(self.state_dir / job_id),
-                 str(job.script)],
-                cwd=job.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                start_new_session=True,
-            )
+        try:
+            job.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(job.log, "ab") as log:
+                subprocess.Popen(
+                    ["bash", "-c", WRAPPER, "tunegit-job", str(self.state_dir / job_id),
+                     str(job.script)],
+                    cwd=job.workdir,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self.env,
+                    start_new_session=True,
+                )
+        except OSError:
+            self._forget(job, job_id)
+            raise
         return job_id
+
+    def _forget(self, job: JobPlan, job_id: str) -> None:
+        """Undo a launch record whose process could not start (its index entry first)."""
+        index = self.state_dir / "by-name" / job.name
+        if _read(index) == job_id:
+            index.unlink(missing_ok=True)
+        shutil.rmtree(self.state_dir / job_id, ignore_errors=True)
 
     def _record(self, job: JobPlan) -> str:
         """The launch, before anything starts: the job's directory appears whole (one
         rename), then the by-name index points at it (one rename)."""
         job_id = f"local-{uuid.uuid4().hex[:10]}"
         draft = self.state_dir / f".{job_id}.tmp"
-        draft.mkdir(parents=True)
-        for key, value in (("name", job.name), ("log", str(job.log)),
-                           ("script", str(job.script)), ("launched", utc_now())):
-            (draft / key).write_text(value + "\n", encoding="utf-8")
-        os.replace(draft, self.state_dir / job_id)
-        index = self.state_dir / "by-name"
-        index.mkdir(parents=True, exist_ok=True)
-        _write(index / job.name, job_id + "\n")
+        try:
+            draft.mkdir(parents=True)
+            for key, value in (("name", job.name), ("log", str(job.log)),
+                               ("script", str(job.script)), ("launched", utc_now())):
+                (draft / key).write_text(value + "\n", encoding="utf-8")
+            os.replace(draft, self.state_dir / job_id)
+            index = self.state_dir / "by-name"
+            index.mkdir(parents=True, exist_ok=True)
+            _write(index / job.name, job_id + "\n")
+        except OSError:
+            shutil.rmtree(draft, ignore_errors=True)
+            self._forget(job, job_id)
+            raise
         return job_id
 
     def observe(self, job_id: str) -> JobObservation | None:
