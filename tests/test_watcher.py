@@ -44,6 +44,15 @@ def test_select_changed_live_and_active_existing_only() -> None:
     assert select(names, set(), set(), []) == ()
 
 
+def test_a_failed_push_is_reported_even_when_nothing_else_ran() -> None:
+    from tunegit.edges.gitstore import PushResult
+    from tunegit.loop.cycle import CycleReport
+    report = CycleReport("a" * 40, (), push=PushResult(False, 3, "could not read from remote"))
+    assert report.summary() == ("aaaaaaaaaa: nothing to reconcile; push failed after 3 "
+                                "attempt(s), kept local: could not read from remote")
+    assert CycleReport("a" * 40, ()).summary() == "aaaaaaaaaa: nothing to reconcile"
+
+
 def test_has_work() -> None:
     s = status_mod.StatusFile("e", {"r": status_mod.RunStatus(Step("completed"),
                                                               {"k": Step(PENDING)})})

@@ -104,14 +104,15 @@ class CycleReport:
             return self.skipped
         head = f"{self.plan_commit[:10]}: "
         if not self.experiments:
-            return head + "nothing to reconcile"
-        text = (f"{len(self.experiments)} experiment(s), {self.transitions} transition(s), "
-                f"{self.live} live, {self.pending} pending")
+            text = "nothing to reconcile"
+        else:
+            text = (f"{len(self.experiments)} experiment(s), {self.transitions} transition(s), "
+                    f"{self.live} live, {self.pending} pending")
         if self.commit:
             text += f"; committed {self.commit[:10]}"
         if self.restored:
-            text += (f"; restored {', '.join(self.restored)} from the last commit (it did not "
-                     f"parse; the damaged copy is in .git/{STRAY_DIR}/)")
+            text += (f"; restored {', '.join(self.restored)} from the last commit (damaged: not "
+                     f"a record tunegit wrote; the damaged copy is in .git/{STRAY_DIR}/)")
         if self.set_aside:
             text += (f"; set aside {len(self.set_aside)} untracked results file(s) in "
                      f".git/{STRAY_DIR}/")
