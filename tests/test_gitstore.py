@@ -161,6 +161,32 @@ def test_changed_experiments_ignore_own_commits(origin: Path, tmp_path: Path) ->
     assert store.changed_experiments(None, store.head()) is None
 
 
+def test_changed_experiments_see_merges_renames_and_messages_like_records(
+        origin: Path, tmp_path: Path) -> None:
+    """What one `git log` over the range reports: a merge's files (against each parent), both
+    names of a renamed experiment, a message that looks like a record separator."""
+    repo = clone(origin, tmp_path / "w")
+    store = GitStore(repo)
+    start = store.head()
+    plan = repo / "experiments" / "old" / "experiment.yaml"
+    plan.parent.mkdir(parents=True)
+    plan.write_text("name: old\n")
+    commit_all(repo, "Plan old\x1f\n\nbody with a --- line\n")
+    git(repo, "checkout", "-q", "-b", "side")
+    (repo / "experiments" / "side").mkdir()
+    (repo / "experiments" / "side" / "experiment.yaml").write_text("name: side\n")
+    commit_all(repo, "Plan side")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "mv", "experiments/old", "experiments/new")
+    commit_all(repo, "Rename old")
+    git(repo, "merge", "-q", "--no-ff", "-m", "Merge side", "side")
+    _status_commit(store, repo, "watched", "run_group: watched\nruns: {}\n")
+    assert store.changed_experiments(start, store.head()) == {"old", "new", "side"}
+    renamed = git(repo, "rev-parse", "HEAD~2").strip()
+    assert store.changed_experiments(git(repo, "rev-parse", "HEAD~3").strip(),
+                                     renamed) == {"old", "new"}
+
+
 def test_concurrent_human_merges_lose_no_commit(origin: Path, tmp_path: Path) -> None:
     """Many rounds of: watcher commits status; a human pushes before the watcher's push
     (sometimes again during the back-off). Every status and every human commit survives."""

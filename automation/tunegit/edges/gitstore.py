@@ -413,12 +413,17 @@ class GitStore:
         """Experiments touched by human commits in since..until; None means "all of them"."""
         if since is None or self.rev(since) is None or not self.is_ancestor(since, until):
             return None
+        # One `git log` over the range (a watcher catching up thousands of commits runs one
+        # git, not one per commit): each commit's message and the files it touched (a merge's
+        # against each parent, -m), records split by control characters no message holds.
+        out = self._git("log", "-m", "--name-only", "--no-renames", "--format=%x1e%H%x1f%B%x1f",
+                        f"{since}..{until}")
         names: set[str] = set()
-        for sha in self._git("rev-list", f"{since}..{until}").split():
-            if self.is_own(sha):
+        for record in out.split("\x1e")[1:]:
+            _sha, message, listed = record.split("\x1f", 2)
+            if is_own_message(message):
                 continue
-            files = self._git("diff-tree", "--no-commit-id", "--name-only", "-r", "-m",
-                              "--root", sha).split("\n")
+            files = [f for f in listed.split("\n") if f]
             if any(f.startswith("sites/") for f in files):
                 return None
             names |= {n for n in map(experiment_of, files) if n}
