@@ -281,3 +281,22 @@ def test_a_damaged_status_file_in_the_watcher_checkout_is_restored_never_committ
                         for (run, key), job in jobs.items())  # the submitted job still tracked
     assert list((watcher / ".git" / "tunegit-stray").rglob(STATUS_FILE))  # damaged copy kept
     assert git(watcher, "status", "--porcelain") == ""
+
+
+def test_a_committed_symlink_experiment_is_never_run_and_nothing_is_written_outside(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    laptop, watcher, _ = setup(origin, tmp_path)
+    outside = tmp_path / "outside" / "evil"
+    outside.mkdir(parents=True)
+    (outside / "experiment.yaml").write_text(tiny_plan("evil"))
+    (laptop / "experiments" / "evil").symlink_to(outside)
+    commit_all(laptop, "A link to an unreviewed plan")
+    git(laptop, "push", "-q", "origin", "HEAD:main")
+    capsys.readouterr()
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 1
+    err = capsys.readouterr().err
+    assert "experiments/evil is a symbolic link: never run" in err and "Traceback" not in err
+    assert sorted(p.name for p in outside.iterdir()) == ["experiment.yaml"]
+    assert not (tmp_path / "outside" / ".tunegit").exists()
+    assert "job_id:" in git(origin, "show", f"main:experiments/exp1/{STATUS_FILE}")  # exp1 ran
+    assert git(watcher, "status", "--porcelain") == ""

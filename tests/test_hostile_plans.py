@@ -277,6 +277,8 @@ def test_shell_metacharacters_in_site_fields(box: Sandbox, field: str) -> None:
     ("dataset.path", "tasks/../../../etc/passwd", "may not contain `..`"),
     ("task.script", "../../etc/passwd", "may not contain `..`"),
     ("task.script", "/etc/passwd", "must be relative to the repository root"),
+    ("task.script", ".git/hooks/eval.py", "may not point into .git/"),
+    ("task.script", "tasks/.git/eval.py", "may not point into .git/"),
     ("task.script", "tasks/evil/eval.py", "resolves outside the repository (to /etc/passwd)"),
     ("task.script", "tasks/etclink/passwd", "resolves outside the repository (to /etc/passwd)"),
     ("dataset.path", "tasks/evil/data.json", "resolves outside the repository and data_dir"),
@@ -302,6 +304,33 @@ def test_paths_that_escape_their_root_are_refused(box: Sandbox, field: str, valu
     assert_located(err)
     assert message in err, err
     assert not (box.repo / ".tunegit").exists()
+
+
+def test_plans_and_sites_committed_as_symbolic_links_are_never_run(box: Sandbox) -> None:
+    """A link could point anywhere, and what it points to was never reviewed: an experiment
+    directory, a plan or a site file that is a symbolic link is refused by name, and nothing
+    is written where it points."""
+    box.write(BASE)
+    outside = box.root / "outside"
+    (outside / "evil").mkdir(parents=True)
+    (outside / "evil" / "experiment.yaml").write_text(
+        yaml.safe_dump({**BASE, "name": "evil"}))
+    (box.repo / "experiments" / "evil").symlink_to(outside / "evil")
+    (outside / "site.yaml").write_text((box.repo / "sites/local.yaml").read_text())
+    (box.repo / "sites" / "linked.yaml").symlink_to(outside / "site.yaml")
+    before = sorted(outside.rglob("*"))
+    rc, err = box.tunegit("check")
+    assert rc == 1 and "experiments/evil: a symbolic link" in err, err
+    assert "sites/linked.yaml: a symbolic link" in err, err
+    for argv in (("check", "experiments/evil"), ("scaffold", "evil"), ("run", "evil")):
+        rc, err = box.tunegit(*argv)
+        assert rc == 1 and "experiments/evil is a symbolic link" in err, (argv, err)
+        assert "Traceback" not in err
+    box.write({**BASE, "site": "linked"})
+    rc, err = box.tunegit("check", "experiments/exp")
+    assert rc == 1 and "sites/linked.yaml is a symbolic link" in err, err
+    assert sorted(outside.rglob("*")) == before
+    assert not box.canary.exists()
 
 
 # --- property-based fuzzing -----------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def plan_files(ws: Workspace, paths: list[str], base: Path | None = None) -> lis
         return [ws.experiment_dir(n) / PLAN_FILE for n in ws.experiments()]
     found: list[Path] = []
     for arg in paths:
-        path = ((base or Path.cwd()) / arg).resolve()
+        path = Path(os.path.abspath((base or Path.cwd()) / arg))  # links are checked, not followed
         if path.is_dir() and (path / "experiments").is_dir() and not (path / PLAN_FILE).is_file():
             sub = Workspace(path)
             found += [sub.experiment_dir(n) / PLAN_FILE for n in sub.experiments()]
@@ -124,6 +125,11 @@ def main(args: argparse.Namespace) -> int:
     if not files:
         raise TunegitError("no experiments found", hint="`tunegit new NAME` starts one")
     failed = 0
+    for rel in ws.links() if not args.paths else ():
+        print(f"{rel}: a symbolic link: tunegit never runs a plan or site through a link\n"
+              "  hint: commit the file itself as a regular file in the repository",
+              file=sys.stderr)
+        failed += 1
     for path in files:
         try:
             a = analyse(ws, path)

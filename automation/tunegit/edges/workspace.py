@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from tunegit.errors import PlanError, TunegitError
@@ -55,10 +56,47 @@ class Workspace:
         return self.root / "experiments" / name
 
     def experiments(self) -> list[str]:
+        """The experiments: directories of experiments/ holding an experiment.yaml, neither
+        of them a symbolic link (see ``links``)."""
         base = self.root / "experiments"
         if not base.is_dir():
             return []
-        return sorted(p.parent.name for p in base.glob(f"*/{PLAN_FILE}"))
+        return sorted(p.parent.name for p in base.glob(f"*/{PLAN_FILE}")
+                      if self.symlink_on(p) is None)
+
+    def symlink_on(self, path: Path) -> Path | None:
+        """The first symbolic link on the way from the repository root down to ``path`` (a
+        path below the root), or None. What tunegit runs (plans, sites, the model catalog,
+        task scripts) are regular files of the repository: a link could point anywhere, and
+        what it points to was never reviewed."""
+        try:
+            parts = path.relative_to(self.root).parts
+        except ValueError:
+            return None
+        current = self.root
+        for part in parts:
+            current = current / part
+            if current.is_symlink():
+                return current
+        return None
+
+    def links(self) -> list[str]:
+        """Plans and site files that are symbolic links (or under one): refused, never run."""
+        candidates = [*(self.root / "experiments").glob(f"*/{PLAN_FILE}"),
+                      *(self.root / "sites").glob("*.yaml"), self.root / models.LAB_FILE]
+        found = {self.symlink_on(p) for p in candidates if p.exists() or p.is_symlink()}
+        return sorted(self.rel_lexical(p) for p in found if p is not None)
+
+    def rel_lexical(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+    def refuse_link(self, path: Path, what: str) -> None:
+        link = self.symlink_on(path)
+        if link is not None:
+            raise TunegitError(
+                f"{self.rel_lexical(link)} is a symbolic link (to {link.readlink()}): "
+                f"tunegit never runs {what} through a link",
+                hint=f"commit the {what} itself as a regular file in the repository")
 
     def sites(self) -> list[str]:
         return sorted(
@@ -69,10 +107,10 @@ class Workspace:
         """An experiment name, its directory, or its plan file -> the plan file path."""
         path = Path(arg)
         for candidate in (path, self.root / path, self.experiment_dir(arg)):
-            if candidate.is_file():
-                return candidate.resolve()
-            if (candidate / PLAN_FILE).is_file():
-                return (candidate / PLAN_FILE).resolve()
+            for plan in (candidate, candidate / PLAN_FILE):
+                if plan.is_file():
+                    self.refuse_link(Path(os.path.abspath(plan)), "a plan")
+                    return plan.resolve()
         known = ", ".join(self.experiments()) or "none yet"
         raise TunegitError(
             f"no experiment {arg!r} (looked for experiments/{arg}/{PLAN_FILE})",
@@ -80,6 +118,7 @@ class Workspace:
         )
 
     def load_plan(self, plan_path: Path) -> LoadedPlan:
+        self.refuse_link(plan_path, "a plan")
         located = load_file(plan_path, self.rel(plan_path))
         plan = parse_model(located, Plan)
         if plan.name != plan_path.parent.name and plan_path.name == PLAN_FILE:
@@ -120,6 +159,7 @@ class Workspace:
             if located_plan is not None:
                 raise PlanError(problems=[located_plan.problem(("site",), message, hint)])
             raise TunegitError(message, hint=hint)
+        self.refuse_link(path, "a site file")
         site = parse_model(load_file(path, self.rel(path)), Site,
                            context={EXECUTORS_CONTEXT: tuple(EXECUTORS)})
         return site.model_copy(update={"name": site.name or name})
@@ -129,6 +169,7 @@ class Workspace:
         path = self.root / models.LAB_FILE
         if not path.is_file():
             return models.shipped()
+        self.refuse_link(path, "a model catalog")
         return models.parse_catalog(load_file(path, self.rel(path))).over(models.shipped())
 
     def site_dir(self, value: str) -> Path:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import git
 
+from tunegit.core import records
 from tunegit.core import status as status_mod
 from tunegit.core.records import CycleError, CycleResult
 from tunegit.core.states import LIVE_STATES, PENDING
@@ -274,7 +275,7 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
     # saved state, `changed` is None: every experiment is read once.
     chosen = select(ws.experiments(), store.changed_experiments(state.reconciled, synced.remote),
                     set(recovered) | {Path(p).parent.name for p in restored}, state.active)
-    refused = untrusted(store, ws, chosen, plan_commit, synced.remote)
+    refused = untrusted(store, ws, chosen, plan_commit, synced.remote) + linked(ws)
     allowed = tuple(n for n in chosen if n not in {e.experiment for e in refused})
     result = CycleResult((), (), 0, 0)
     commit = None
@@ -293,6 +294,15 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
     return CycleReport(plan_commit, chosen, len(result.transitions), commit, push,
                        refused + result.errors, result.live, result.pending,
                        set_aside=strays, restored=restored)
+
+
+def linked(ws: Workspace) -> tuple[CycleError, ...]:
+    """Plans and site files committed as symbolic links: never run (Workspace.experiments
+    leaves them out), reported each cycle until the link is removed."""
+    return tuple(CycleError(Path(rel).parts[1] if rel.startswith("experiments/") else rel,
+                            records.STOPPED, f"{rel} is a symbolic link: never run; commit the "
+                            "file itself, inside the repository")
+                 for rel in ws.links())
 
 
 def _names(result: CycleResult) -> list[str]:

@@ -44,6 +44,9 @@ def _inside_root(value: str) -> str:
 def _relative(value: str) -> str:
     if PurePosixPath(value).is_absolute():
         raise ValueError("must be relative to the repository root")
+    if ".git" in PurePosixPath(value.replace("\\", "/")).parts:
+        raise ValueError("may not point into .git/: what runs is a file committed in the "
+                         "repository, never git's own storage")
     return _inside_root(value)
 
 
