@@ -229,7 +229,10 @@ def test_push_failure_keeps_the_status_commit_local_until_the_network_is_back(
     _, watcher, plan_sha = setup(origin, tmp_path)
     git(watcher, "remote", "set-url", "--push", "origin", str(tmp_path / "unreachable.git"))
     capsys.readouterr()
-    assert tunegit(["-C", str(watcher), "reconcile", "--once", "--push-attempts", "2"]) == 1
+    # Without the watcher lease (it too needs a push; test_lease covers a holder whose
+    # renewal fails): the cycle acts, and its commit waits for the network.
+    assert tunegit(["-C", str(watcher), "reconcile", "--once", "--push-attempts", "2",
+                    "--lease-minutes", "0"]) == 1
     out = capsys.readouterr().out
     assert "push failed after 2 attempt(s), kept local" in out
     local = git(watcher, "rev-parse", "HEAD").strip()

@@ -39,6 +39,15 @@ def _add_watch_args(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="push tries per cycle, with back-off, before keeping the commit local",
     )
+    p.add_argument(
+        "--lease-minutes",
+        type=float,
+        default=20.0,
+        metavar="M",
+        help="one watcher acts per origin branch: it holds a lease (refs/tunegit/lease/BRANCH "
+        "on the origin), renewed each cycle; another watcher stands by and takes over when the "
+        "lease is not renewed for M minutes (default 20; 0 turns the lease off)",
+    )
 
 
 def _add_diff(sub: Any) -> None:

@@ -6,12 +6,16 @@ import argparse
 import sys
 
 from tunegit.commands.common import out, workspace
+from tunegit.errors import TunegitError
 from tunegit.loop.cycle import WatchConfig, reconcile_once
 
 
 def config(args: argparse.Namespace) -> WatchConfig:
+    if args.lease_minutes < 0:
+        raise TunegitError(f"--lease-minutes {args.lease_minutes:g}: must be 0 or more",
+                           hint="0 turns the watcher lease off")
     return WatchConfig(workspace(args).root, remote=args.remote, branch=args.branch,
-                       push_attempts=args.push_attempts)
+                       push_attempts=args.push_attempts, lease_s=args.lease_minutes * 60)
 
 
 def main(args: argparse.Namespace) -> int:

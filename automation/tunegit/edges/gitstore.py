@@ -146,7 +146,7 @@ def experiment_of(path: str) -> str | None:
 class GitStore:
     def __init__(self, root: Path, *, remote: str = "origin", branch: str = "main",
                  attempts: int = 5, backoff_s: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, fetch_also: Sequence[str] = ()):
         try:
             self.repo = git.Repo(root, search_parent_directories=False)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
@@ -155,6 +155,7 @@ class GitStore:
         self.root = Path(self.repo.working_dir)
         self.remote, self.branch = remote, branch
         self.attempts, self.backoff_s, self.sleep = attempts, backoff_s, sleep
+        self.fetch_also = tuple(fetch_also)  # more refspecs each fetch brings (the lease)
 
     @property
     def remote_ref(self) -> str:
@@ -250,10 +251,10 @@ class GitStore:
     # fetch and integrate
 
     def fetch(self) -> str:
-        """Fetch the protected branch only; return its tip on the remote."""
+        """Fetch the protected branch only (and ``fetch_also``); return its tip on the remote."""
         refspec = f"+refs/heads/{self.branch}:{self.remote_ref}"
         try:
-            self._git("fetch", "--no-tags", "--quiet", self.remote, refspec)
+            self._git("fetch", "--no-tags", "--quiet", self.remote, refspec, *self.fetch_also)
         except git.GitCommandError as exc:
             raise GitStoreError(f"cannot fetch {self.branch!r} from {self.remote!r}: "
                                 f"{_stderr(exc)}",

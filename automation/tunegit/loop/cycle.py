@@ -10,7 +10,9 @@
    results files aside into .git/tunegit-stray/ (someone ran `tunegit
    results` here: the watcher writes results only as commits, and an untracked copy would
    stop the fast-forward that brings the watcher's own committed one);
-3. fetch the protected branch only and fast-forward (own unpushed commits replay);
+3. fetch the protected branch only (with the watcher lease) and fast-forward (own unpushed
+   commits replay); take or renew the lease, or stand by while another watcher holds it
+   (edges.lease: one watcher acts per origin branch);
 4. pick experiments that human commits changed since the last reconciled commit, or that
    had live jobs or work left after the last cycle (the saved state: an idle cycle reads
    no status file);
@@ -37,6 +39,7 @@ from tunegit.core import records
 from tunegit.core import status as status_mod
 from tunegit.core.records import CycleError, CycleResult
 from tunegit.core.states import LIVE_STATES, PENDING
+from tunegit.edges import lease as leases
 from tunegit.edges.crashpoints import crashpoint
 from tunegit.edges.gitstore import GitStore, GitStoreError, PushResult, status_message
 from tunegit.edges.results_files import REPORT_FILE, RESULTS_FILES
@@ -64,6 +67,7 @@ class WatchConfig:
     branch: str = "main"
     push_attempts: int = 5
     backoff_s: float = 1.0
+    lease_s: float = leases.DEFAULT_LEASE_S  # 0: no lease (one watcher can only ever run)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +76,7 @@ class WatchState:
 
     reconciled: str | None = None  # the protected branch tip last acted on
     active: tuple[str, ...] = ()  # experiments with work left after the last cycle
+    lease: leases.Observed = dataclasses.field(default_factory=leases.Observed)  # as seen
 
     @classmethod
     def load(cls, path: Path) -> WatchState:
@@ -79,7 +84,11 @@ class WatchState:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return cls()
-        return cls(data.get("reconciled"), tuple(data.get("active") or ()))
+        seen = data.get("lease") if isinstance(data.get("lease"), dict) else {}
+        observed = leases.Observed(**{k: v for k, v in seen.items()
+                                     if k in ("sha", "since", "renewed") and
+                                     isinstance(v, str)})
+        return cls(data.get("reconciled"), tuple(data.get("active") or ()), observed)
 
     def save(self, path: Path) -> None:
         text = json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
@@ -99,6 +108,7 @@ class CycleReport:
     skipped: str = ""  # why nothing ran (another watcher holds the lock)
     set_aside: tuple[str, ...] = ()  # untracked results files moved out of the way
     restored: tuple[str, ...] = ()  # damaged status files put back as last committed
+    lease_note: str = ""  # taken over from another watcher, or a renewal that failed
 
     def summary(self) -> str:
         if self.skipped:
@@ -117,6 +127,8 @@ class CycleReport:
         if self.set_aside:
             text += (f"; set aside {len(self.set_aside)} untracked results file(s) in "
                      f".git/{STRAY_DIR}/")
+        if self.lease_note:
+            text += f"; {self.lease_note}"
         if self.push is not None and not self.push.pushed:
             text += f"; push failed after {self.push.attempts} attempt(s), kept local: " \
                     f"{self.push.error}"
@@ -235,12 +247,13 @@ def reconcile_once(config: WatchConfig, *, executor_for: ExecutorFactory | None 
                    now: Callable[[], str] = utc_now, cycle: CycleFn | None = None,
                    sleep: Callable[[float], None] = time.sleep) -> CycleReport:
     store = GitStore(config.root, remote=config.remote, branch=config.branch,
-                     attempts=config.push_attempts, backoff_s=config.backoff_s, sleep=sleep)
+                     attempts=config.push_attempts, backoff_s=config.backoff_s, sleep=sleep,
+                     fetch_also=(leases.FETCH_SPEC,) if config.lease_s else ())
     with locked(store.git_dir) as ok:
         if not ok:
             return CycleReport("", (), skipped="another reconcile holds the lock; skipped")
         try:
-            return _cycle(store, executor_for, now, cycle or engine.cycle)
+            return _cycle(store, executor_for, now, cycle or engine.cycle, config.lease_s)
         except git.GitCommandError as exc:  # any git failure is a clear stop, never a traceback
             raise GitStoreError(f"{store.root}: `git {_subcommand(exc)}` failed: "
                                 f"{_stderr_text(exc)}",
@@ -260,7 +273,7 @@ def _stderr_text(exc: git.GitCommandError) -> str:
 
 
 def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
-           now: Callable[[], str], cycle: CycleFn) -> CycleReport:
+           now: Callable[[], str], cycle: CycleFn, lease_s: float) -> CycleReport:
     state_path = store.git_dir / STATE_FILE
     state = WatchState.load(state_path)
     stamp = now().replace(":", "")
@@ -269,6 +282,14 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
     strays = set_aside_strays(store, stamp)
     synced = store.sync()
     plan_commit = store.plan_head(synced.remote)
+    observed, note = state.lease, ""
+    if lease_s:
+        claim = leases.claim(store, state.lease, now(), lease_s)
+        observed, note = claim.observed, claim.message
+        if not claim.ours:  # another watcher acts for this branch: submit nothing
+            dataclasses.replace(state, lease=observed).save(state_path)
+            return CycleReport(plan_commit, (), skipped=claim.message, restored=restored,
+                               set_aside=strays)
     ws = Workspace(store.root)
     # Live or pending work is what the last cycle left (state.active): only this watcher
     # writes status files, and a human commit that changes one shows in `changed`. Without a
@@ -290,10 +311,10 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
     push = store.push() if store.unpushed() else None
     active = tuple(n for n in chosen if has_work(_status_of(ws, n), pending=True))
     crashpoint("before_state_save")
-    WatchState(synced.remote, active).save(state_path)
+    WatchState(synced.remote, active, observed).save(state_path)
     return CycleReport(plan_commit, chosen, len(result.transitions), commit, push,
                        refused + result.errors, result.live, result.pending,
-                       set_aside=strays, restored=restored)
+                       set_aside=strays, restored=restored, lease_note=note)
 
 
 def linked(ws: Workspace) -> tuple[CycleError, ...]:
