@@ -303,3 +303,23 @@ def test_a_committed_symlink_experiment_is_never_run_and_nothing_is_written_outs
     assert not (tmp_path / "outside" / ".tunegit").exists()
     assert "job_id:" in git(origin, "show", f"main:experiments/exp1/{STATUS_FILE}")  # exp1 ran
     assert git(watcher, "status", "--porcelain") == ""
+
+
+def test_a_force_push_that_drops_only_status_commits_gets_them_pushed_again(
+        origin: Path, tmp_path: Path) -> None:
+    """The decision for force-pushes: tunegit's own records are re-pushed (replayed on the
+    rewritten branch) when the force-push dropped only them; anything else rewritten stops
+    the watcher (the test above). Never a lost record, never a rewritten human commit."""
+    laptop, watcher, plan_sha = setup(origin, tmp_path)
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 0
+    recorded = git(origin, "show", f"main:experiments/exp1/{STATUS_FILE}")
+    assert "job_id:" in recorded
+    git(laptop, "push", "-q", "--force", "origin", f"{plan_sha}:main")  # drops the record
+    assert git(origin, "rev-parse", "main").strip() == plan_sha
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 0
+    main = history(origin)
+    assert plan_sha in main and main[0] != plan_sha and GitStore(watcher).is_own(main[0])
+    again = git(origin, "show", f"main:experiments/exp1/{STATUS_FILE}")
+    assert parse(again).steps() and all(
+        parse(again).step(run, key).job_id == step.job_id
+        for run, key, step in parse(recorded).steps() if step.job_id)
