@@ -143,6 +143,11 @@ class PreparationTool(Protocol):
         """A command (argv) that, once the run has trained, prints the model directory of its
         best epoch on stdout and why on stderr."""
 
+    def evaluable_command(self, ctx: RenderContext, run: Run) -> list[str]:
+        """A command (argv) that, given one of this tool's model directories and a directory
+        to fill (two more arguments), prints a model directory that loads as trained, once
+        (torchtune: the epoch without the LoRA adapter it saves beside the merged weights)."""
+
     # after the job: it reads what the run left behind
 
     def checkpoints(self, ctx: RenderContext, run: Run) -> list[tuple[int, Path]]:

@@ -123,6 +123,10 @@ def script_values(ctx: RenderContext, run: Run, evaluation: Evaluation) -> dict[
         "log_dir": eval_log_dir(ctx, run, evaluation),
         "best_epoch": best_epoch_command(ctx, run) if path is None else [],
         "model_path": _plain(path, "model directory") if path else "",
+        "evaluable": [] if run.is_control or evaluation.epoch is None
+        else ctx.preparation.evaluable_command(ctx, run),
+        "view_dir": _plain(posixpath.join(eval_dir(ctx, run), f"model-{evaluation.file_stem}"),
+                           "model directory"),
         "task_spec": task_spec(evaluation, task),
         "task_config": task_config_file(ctx, run, evaluation),
         "device": ctx.site.device, "max_tokens": task.max_tokens, "seed": run.seed,

@@ -21,6 +21,7 @@ import json
 import math
 import posixpath
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ name = "torchtune"
 TORCHTUNE_VERSION = "0.6.1"
 CHECKPOINTS = "ck-out"
 VALIDATION_LOSS_FILE = "validation_loss.json"
+ADAPTER_PREFIX = "adapter_"  # adapter_config.json, adapter_model.safetensors (merged_view)
 VALIDATION_NOTE = ("torchtune 0.6.1 has no validation loop; tunegit computes the validation "
                    "loss of every saved epoch after training")
 
@@ -58,6 +60,11 @@ def checkpoint_dir(ctx: RenderContext, run: Run, epoch: int) -> str:
 def best_checkpoint_command(ctx: RenderContext, run: Run) -> list[str]:
     """The command that prints the epoch with the lowest validation loss (``best_epoch_dir``)."""
     return ["python3", "-m", "tunegit.tools.torchtune", "best-epoch", output_dir(ctx, run)]
+
+
+def evaluable_command(ctx: RenderContext, run: Run) -> list[str]:
+    """``merged-view EPOCH_DIR DEST``: the epoch as an evaluation must load it (merged_view)."""
+    return ["python3", "-m", "tunegit.tools.torchtune", "merged-view"]
 
 
 def finetune_script(ctx: RenderContext, run: Run) -> str:
@@ -239,6 +246,28 @@ def _dir_gib(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**30
 
 
+def merged_view(epoch_dir: Path, dest: Path) -> Path:
+    """``dest`` made a directory of links to ``epoch_dir``'s files except the LoRA adapter.
+
+    torchtune 0.6.1 saves each epoch as merged weights and, beside them, the adapter in
+    PEFT's format (adapter_config.json, adapter_model.safetensors). Given that directory,
+    transformers with peft installed loads the adapter on top of the merged weights (the
+    update applied twice), or fails importing a peft that does not match it, or (4.x)
+    follows the adapter's base_model_name_or_path to a hub id that cannot be reached
+    offline. Without the adapter files it loads the merged weights, once, as trained."""
+    if not (epoch_dir / "config.json").is_file():
+        raise TunegitError(f"{epoch_dir} is not a saved model (no config.json)",
+                           hint="check the fine-tuning log: did training finish?")
+    dest.mkdir(parents=True, exist_ok=True)
+    for old in dest.iterdir():
+        if old.is_symlink():
+            old.unlink()
+    for item in sorted(epoch_dir.iterdir()):
+        if not item.name.startswith(ADAPTER_PREFIX):
+            (dest / item.name).symlink_to(item.resolve())
+    return dest
+
+
 def best_epoch_dir(checkpoints: Path) -> tuple[Path, str]:
     """The epoch with the lowest validation loss, else the last one (with why)."""
     epochs = dict(epoch_dirs(checkpoints))
@@ -281,7 +310,9 @@ def _loss(model_dir: Path, dataset: Any, device: str, batch_size: int) -> float:
     from torchtune.data import padded_collate_sft
     from transformers import AutoModelForCausalLM
 
-    model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    with tempfile.TemporaryDirectory() as view:  # the merged weights, once (merged_view)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(merged_view(model_dir,
+                                                                          Path(view))))
     model = model.to(device).eval()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -315,13 +346,16 @@ def write_validation_losses(config_file: Path) -> dict[int, float]:
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "validation-loss":
         return 0 if write_validation_losses(Path(argv[1])) else 1
+    if len(argv) == 3 and argv[0] == "merged-view":
+        print(merged_view(Path(argv[1]), Path(argv[2])))
+        return 0
     if len(argv) == 2 and argv[0] == "best-epoch":
         path, why = best_epoch_dir(Path(argv[1]))
         print(why, file=sys.stderr)
         print(path)
         return 0
     print("usage: python3 -m tunegit.tools.torchtune validation-loss FINETUNE_YAML | "
-          "best-epoch CK_OUT", file=sys.stderr)
+          "best-epoch CK_OUT | merged-view EPOCH_DIR DEST", file=sys.stderr)
     return 2
 
 
