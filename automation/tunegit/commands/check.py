@@ -123,12 +123,13 @@ def main(args: argparse.Namespace) -> int:
     files = plan_files(ws, args.paths, Path(args.root) if args.root else None)
     if not files:
         raise TunegitError("no experiments found", hint="`tunegit new NAME` starts one")
+    immutable = _immutability(ws, args.base, announce=not args.write)
     failed = 0
     for path in files:
         try:
             a = analyse(ws, path)
             warn(a.warnings)
-            problems = stale_files(a, args.write)
+            problems = stale_files(a, args.write) + immutable.pop(a.plan_rel, [])
         except PlanError as exc:
             problems = list(exc.problems)
         if problems:
@@ -141,13 +142,29 @@ def main(args: argparse.Namespace) -> int:
             out(f"{a.plan_rel}: ok: {len(a.expansion.runs)} runs, {len(a.expansion.evaluations)} "
                 f"evaluations, {e.gpu_hours:.2f} {e.device.upper()}-h, {e.disk_gib:.1f} GiB"
                 + (" (preliminary estimates)" if e.preliminary else ""))
-    if args.base:
-        from tunegit.edges.plandiff import immutability_problems
-
-        immutable = immutability_problems(ws, args.base)
-        for p in immutable:
+    for problems in immutable.values():  # experiments not among the files checked
+        failed += 1
+        for p in problems:
             print(p.format(), file=sys.stderr)
-        failed += bool(immutable)
     if failed:
         print(f"{failed} of {len(files)} experiment(s) failed the check", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _immutability(ws: Workspace, base: str | None, announce: bool) -> dict[str, list[Problem]]:
+    """Changes to submitted runs against ``base``, else the last pushed state (the upstream
+    branch, whose runs_status.yaml the watcher pushed), by plan file; outside git, nothing.
+    ``announce``: say so when a repository's branch has no upstream to compare with."""
+    from tunegit.edges.gitinfo import head_commit, upstream
+    from tunegit.edges.plandiff import immutability_problems
+
+    base = base or upstream(ws.root)
+    if base is None:
+        if announce and head_commit(ws.root) is not None:
+            out("note: this branch has no upstream, so changes to submitted runs are checked "
+                "in CI only (`git branch --set-upstream-to origin/main` checks them here)")
+        return {}
+    by_file: dict[str, list[Problem]] = {}
+    for p in immutability_problems(ws, base):
+        by_file.setdefault(p.file, []).append(p)
+    return by_file

@@ -20,3 +20,22 @@ def head_commit(root: Path) -> str | None:
         return None
     sha = proc.stdout.strip()
     return sha if proc.returncode == 0 and sha else None
+
+
+def upstream(root: Path) -> str | None:
+    """The current branch's upstream tracking branch (`origin/main`): the last pushed state.
+
+    None outside a repository, on a detached HEAD, or when the branch tracks nothing."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--abbrev-ref", "--symbolic-full-name",
+             "@{upstream}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    name = proc.stdout.strip()
+    return name if proc.returncode == 0 and name else None

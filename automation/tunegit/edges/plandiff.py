@@ -31,8 +31,11 @@ from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 from tunegit.errors import PlanError, Problem, TunegitError
 from tunegit.files import read_status
 from tunegit.spec.loader import Located
+from tunegit.spec.plan import Plan
 
 MARKER = "<!-- tunegit-plan-diff -->"
+PRELIMINARY = ("**preliminary**: no completed runs or calibration like these yet, the figures "
+               "come from the fallback table")
 # Where a Run field is written in experiment.yaml, most specific first (for file:line).
 FIELD_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
     "model": (("factors", "model"), ("models",)),
@@ -68,6 +71,8 @@ class Snapshot:
     submitted: Mapping[str, str]  # run -> "finetune: completed (job 12)" for runs past pending
     source: str  # plan text + site text: equal sources mean nothing to compare
     located: Located | None = None
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # plan_settings
+    preliminary: bool = False  # some estimate is from the fallback table (no history yet)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +101,8 @@ class ExperimentDiff:
     evaluations_removed: tuple[str, ...] = ()
     base: Cost = Cost()
     head: Cost = Cost()
+    plan_changes: tuple[FieldChange, ...] = ()  # factor levels and settings, plan-wide
+    preliminary: bool = False  # the head's estimates are (partly) preliminary
 
     @property
     def delta(self) -> Cost:
@@ -125,10 +132,38 @@ class PlanDiff:
 
 # --- pure: comparing snapshots ---------------------------------------------------------------
 
+# Plan keys that change no run, estimate or job: not shown as setting changes.
+DESCRIPTIVE_KEYS = frozenset({"name", "type", "question", "notes", "author"})
+# Plan sections shown one key a line (`factors.lora_rank`, `training.learning_rate`).
+SECTIONS = ("factors", "training", "dataset", "tools", "evaluation")
+
+
+def plan_settings(plan: Plan) -> dict[str, Any]:
+    """The plan's settings as flat keys: `factors.lora_rank: [8, 16]`, `training.seed: 42`;
+    evaluation tasks by name (`evaluation.tasks.capitalization_8L: {...}`)."""
+    out: dict[str, Any] = {}
+    for key, value in plan.model_dump(mode="json").items():
+        if key in DESCRIPTIVE_KEYS:
+            continue
+        if key not in SECTIONS:
+            out[key] = value
+            continue
+        for sub, v in value.items():
+            if (key, sub) == ("evaluation", "tasks"):
+                out.update({f"evaluation.tasks.{t['name']}": t for t in v})
+            else:
+                out[f"{key}.{sub}"] = v
+    return out
+
+
+def settings_changes(before: Mapping[str, Any], after: Mapping[str, Any],
+                     ) -> tuple[FieldChange, ...]:
+    return tuple(FieldChange(k, before.get(k), after.get(k))
+                 for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k))
+
+
 def run_changes(old: Run, new: Run) -> tuple[FieldChange, ...]:
-    before, after = old.settings(), new.settings()
-    changes = [FieldChange(f, before.get(f), after.get(f)) for f in dict.fromkeys([*before, *after])
-               if before.get(f) != after.get(f)]
+    changes = list(settings_changes(old.settings(), new.settings()))
     if len(changes) > 1:  # `factors` repeats the levels of the other fields: show it alone only
         changes = [c for c in changes if c.field != "factors"]
     return tuple(changes)
@@ -156,9 +191,11 @@ def diff_experiment(base: Snapshot | None, head: Snapshot | None) -> ExperimentD
         some.name, kind, some.plan_file,
         tuple(n for n in h_runs if n not in b_runs), tuple(n for n in b_runs if n not in h_runs),
         tuple(changed), tuple(sorted(h_evals - b_evals)), tuple(sorted(b_evals - h_evals)),
-        base.cost if base else Cost(), head.cost if head else Cost())
-    quiet = not (result.runs_added or result.runs_removed or result.runs_changed
-                 or result.evaluations_added or result.evaluations_removed)
+        base.cost if base else Cost(), head.cost if head else Cost(),
+        settings_changes(base.settings, head.settings) if base and head else (),
+        bool(head and head.preliminary))
+    quiet = not (result.plan_changes or result.runs_added or result.runs_removed
+                 or result.runs_changed or result.evaluations_added or result.evaluations_removed)
     return None if quiet and kind == "changed" and result.delta == Cost() else result
 
 
@@ -230,8 +267,17 @@ def _code(items: tuple[str, ...]) -> str:
     return ", ".join(f"`{i}`" for i in items)
 
 
+def _plan_change(c: FieldChange) -> str:
+    section, _, key = c.field.partition(".")
+    old = "(not set)" if c.old is None else _value(c.old)
+    new = "(not set)" if c.new is None else _value(c.new)
+    what = f"factor `{key}`" if section == "factors" else f"setting `{c.field}`"
+    return f"- {what}: {old} → {new}"
+
+
 def _experiment_section(e: ExperimentDiff) -> list[str]:
     lines = [f"### `{e.name}` ({e.kind})", ""]
+    lines += [_plan_change(c) for c in e.plan_changes]
     if e.runs_added:
         lines.append(f"- runs added: {_code(e.runs_added)}")
     if e.runs_removed:
@@ -247,7 +293,8 @@ def _experiment_section(e: ExperimentDiff) -> list[str]:
     b, h = e.base, e.head
     lines.append(f"- cost: {b.gpu_hours:.2f} → {h.gpu_hours:.2f} GPU-h, "
                  f"{duration(b.minutes)} → {duration(h.minutes)}, "
-                 f"{b.disk_gib:.1f} → {h.disk_gib:.1f} GiB")
+                 f"{b.disk_gib:.1f} → {h.disk_gib:.1f} GiB"
+                 + (f" ({PRELIMINARY})" if e.preliminary else ""))
     return [*lines, ""]
 
 
@@ -273,9 +320,10 @@ def markdown(diff: PlanDiff) -> str:
         runs = _count(len(e.runs_added), len(e.runs_removed))
         if e.runs_changed:
             runs += f" ~{len(e.runs_changed)}"
+        mark = " (preliminary)" if e.preliminary else ""
         lines.append(f"| `{e.name}` | {e.kind} | {runs} | "
                      f"{_count(len(e.evaluations_added), len(e.evaluations_removed))} | "
-                     f"{_signed(e.delta.gpu_hours)} | {_signed_duration(e.delta.minutes)} | "
+                     f"{_signed(e.delta.gpu_hours)}{mark} | {_signed_duration(e.delta.minutes)} | "
                      f"{_signed(e.delta.disk_gib, '.1f')} GiB |")
     lines.append("")
     for e in diff.experiments:
@@ -339,7 +387,8 @@ def snapshot(ws: Workspace, name: str) -> Snapshot:
         name, f"experiments/{name}/{PLAN_FILE}", {r.name: r for r in exp.runs},
         frozenset(f"{e.run}/{e.key}" for e in exp.evaluations),
         Cost(est.gpu_hours, est.train_minutes.value + est.eval_minutes.value, est.disk_gib),
-        submitted_runs(status), _source(ws, name), a.loaded.located)
+        submitted_runs(status), _source(ws, name), a.loaded.located,
+        plan_settings(a.loaded.plan), est.preliminary)
 
 
 def snapshots(ws: Workspace, names: set[str], *, strict: bool) -> dict[str, Snapshot]:
