@@ -9,11 +9,13 @@ from pathlib import Path
 
 from tunegit.commands.common import out, warn, workspace
 from tunegit.core import status as status_mod
+from tunegit.edges import retry_requests
 from tunegit.edges.analysis import Analysis, analyse
 from tunegit.edges.workspace import DESIGN_LOG, PLAN_FILE, PLAN_MD, STATUS_FILE, Workspace
 from tunegit.errors import PlanError, Problem, TunegitError
 from tunegit.files import read_status, write_if_changed
 from tunegit.render.plandoc import rendered_from, strip_timestamps
+from tunegit.spec.retry import RETRY_FILE
 
 
 def plan_files(ws: Workspace, paths: list[str], base: Path | None = None) -> list[Path]:
@@ -26,7 +28,7 @@ def plan_files(ws: Workspace, paths: list[str], base: Path | None = None) -> lis
         if path.is_dir() and (path / "experiments").is_dir() and not (path / PLAN_FILE).is_file():
             sub = Workspace(path)
             found += [sub.experiment_dir(n) / PLAN_FILE for n in sub.experiments()]
-        elif path.name in (PLAN_MD, STATUS_FILE, DESIGN_LOG):
+        elif path.name in (PLAN_MD, STATUS_FILE, DESIGN_LOG, RETRY_FILE):
             found.append(path.parent / PLAN_FILE)
         else:
             found.append(ws.resolve_experiment(str(path) if path.exists() else arg))
@@ -98,6 +100,15 @@ def _read(path: Path) -> str | None:
     return path.read_bytes().decode("utf-8", errors="replace")
 
 
+def _retry_problems(a: Analysis) -> list[Problem]:
+    """retry.yaml's entries that can never apply to the recorded status, located."""
+    try:
+        status = read_status(a.loaded.directory / STATUS_FILE)
+    except (status_mod.StatusFormatError, ValueError):
+        return []  # `_status` reports it
+    return retry_requests.problems(a.ws, a.name, status)
+
+
 def _status(a: Analysis, write: bool, fix: str) -> list[Problem]:
     path = a.loaded.directory / STATUS_FILE
     shown = f"{a.ws.rel(path)}"
@@ -129,7 +140,8 @@ def main(args: argparse.Namespace) -> int:
         try:
             a = analyse(ws, path)
             warn(a.warnings)
-            problems = stale_files(a, args.write) + immutable.pop(a.plan_rel, [])
+            problems = (stale_files(a, args.write) + _retry_problems(a)
+                        + immutable.pop(a.plan_rel, []))
         except PlanError as exc:
             problems = list(exc.problems)
         if problems:
