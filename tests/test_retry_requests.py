@@ -133,6 +133,11 @@ def test_tunegit_retry_writes_a_request_and_leaves_the_status_alone(
     assert run_cli(capsys, repo, "check", "-q", "experiments/exp1/retry.yaml")[0] == 0
     commit_all(repo, "Retry the control's evaluation", author="Alice Planner")
     assert run_cli(capsys, repo, "guard-status", "--base", "origin/main")[0] == 0
+    # The pull request's diff shows the request to its reviewer.
+    code, out, _ = run_cli(capsys, repo, "diff", "origin/main", "HEAD")
+    assert code == 0
+    assert ("- new attempt requested: `tiny-llama_base/capitalization` attempt 2 (the task's "
+            "bug is fixed)") in out.splitlines(), out
 
 
 @pytest.mark.usefixtures("git_env")

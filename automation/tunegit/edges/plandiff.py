@@ -25,6 +25,7 @@ from typing import Any
 from tunegit.core import status as status_mod
 from tunegit.core.expand import Run
 from tunegit.core.states import PENDING, SKIPPED
+from tunegit.edges import retry_requests
 from tunegit.edges.analysis import analyse
 from tunegit.edges.calibration import accuracy_sentence, load_pairs, summarise
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
@@ -32,6 +33,7 @@ from tunegit.errors import PlanError, Problem, TunegitError
 from tunegit.files import read_status
 from tunegit.spec.loader import Located
 from tunegit.spec.plan import Plan
+from tunegit.spec.retry import RETRY_FILE
 
 MARKER = "<!-- tunegit-plan-diff -->"
 PRELIMINARY = ("**preliminary**: no completed runs or calibration like these yet, the figures "
@@ -73,6 +75,7 @@ class Snapshot:
     located: Located | None = None
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # plan_settings
     preliminary: bool = False  # some estimate is from the fallback table (no history yet)
+    retries: Mapping[str, str] = dataclasses.field(default_factory=dict)  # retry.yaml: id -> text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +106,7 @@ class ExperimentDiff:
     head: Cost = Cost()
     plan_changes: tuple[FieldChange, ...] = ()  # factor levels and settings, plan-wide
     preliminary: bool = False  # the head's estimates are (partly) preliminary
+    retries_added: tuple[str, ...] = ()  # new retry.yaml requests, as text
 
     @property
     def delta(self) -> Cost:
@@ -193,9 +197,12 @@ def diff_experiment(base: Snapshot | None, head: Snapshot | None) -> ExperimentD
         tuple(changed), tuple(sorted(h_evals - b_evals)), tuple(sorted(b_evals - h_evals)),
         base.cost if base else Cost(), head.cost if head else Cost(),
         settings_changes(base.settings, head.settings) if base and head else (),
-        bool(head and head.preliminary))
-    quiet = not (result.plan_changes or result.runs_added or result.runs_removed
-                 or result.runs_changed or result.evaluations_added or result.evaluations_removed)
+        bool(head and head.preliminary),
+        tuple(text for i, text in (head.retries if head else {}).items()
+              if i not in (base.retries if base else {})))
+    quiet = not (result.plan_changes or result.retries_added or result.runs_added
+                 or result.runs_removed or result.runs_changed or result.evaluations_added
+                 or result.evaluations_removed)
     return None if quiet and kind == "changed" and result.delta == Cost() else result
 
 
@@ -278,6 +285,7 @@ def _plan_change(c: FieldChange) -> str:
 def _experiment_section(e: ExperimentDiff) -> list[str]:
     lines = [f"### `{e.name}` ({e.kind})", ""]
     lines += [_plan_change(c) for c in e.plan_changes]
+    lines += [f"- new attempt requested: {r}" for r in e.retries_added]
     if e.runs_added:
         lines.append(f"- runs added: {_code(e.runs_added)}")
     if e.runs_removed:
@@ -372,6 +380,9 @@ def exported(root: Path, rev: str) -> Iterator[Path]:
 def _source(ws: Workspace, name: str) -> str:
     plan = ws.experiment_dir(name) / PLAN_FILE
     text = plan.read_text(encoding="utf-8", errors="replace")
+    retries = ws.experiment_dir(name) / RETRY_FILE
+    if retries.is_file():
+        text += "\0" + retries.read_text(encoding="utf-8", errors="replace")
     sites = "".join(p.read_text(encoding="utf-8", errors="replace")
                     for p in sorted((ws.root / "sites").glob("*.yaml")))
     return text + "\0" + sites
@@ -388,7 +399,9 @@ def snapshot(ws: Workspace, name: str) -> Snapshot:
         frozenset(f"{e.run}/{e.key}" for e in exp.evaluations),
         Cost(est.gpu_hours, est.train_minutes.value + est.eval_minutes.value, est.disk_gib),
         submitted_runs(status), _source(ws, name), a.loaded.located,
-        plan_settings(a.loaded.plan), est.preliminary)
+        plan_settings(a.loaded.plan), est.preliminary,
+        {r.id: f"`{r.step}` attempt {r.attempt} ({r.reason})"
+         for r in retry_requests.load(ws, name)[0]})
 
 
 def snapshots(ws: Workspace, names: set[str], *, strict: bool) -> dict[str, Snapshot]:
