@@ -233,3 +233,23 @@ def test_a_failed_evaluation_is_retried_through_a_merged_request_once(
     assert ("broken: failed -> submitted, job local-") in timeline
     assert (" (attempt 2, retry requested by Bob Reviewer <bob@example.com> in "
             f"{merge[:10]}: the task read a key its dataset lacks; fixed)") in timeline, timeline
+
+
+@pytest.mark.usefixtures("git_env")
+def test_the_request_tunegit_retry_writes_validates_against_tunegit_schema_retry(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import yaml
+
+    jsonschema = pytest.importorskip("jsonschema")
+    repo = failed_repo(origin, tmp_path)
+    assert run_cli(capsys, repo, "retry", "exp1", "tiny-llama_base", "capitalization")[0] == 0
+    code, out, _ = run_cli(capsys, repo, "schema", "retry")
+    schema = json.loads(out)
+    assert code == 0 and schema["title"] == "tunegit retry requests"
+    data = yaml.safe_load((repo / "experiments/exp1/retry.yaml").read_text())
+    assert data["retry"][0]["reason"] == "attempt 1 failed (NonZeroExitCode)"
+    jsonschema.validate(data, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"retry": [{"run": "r", "attempt": 2}]}, schema)  # no reason

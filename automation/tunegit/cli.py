@@ -163,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_plan_args(p)
     p.add_argument("--json", action="store_true", help="stable machine-readable output")
 
-    p = sub.add_parser("schema", help="print the JSON Schema of experiment.yaml or of a site file")
-    p.add_argument("which", nargs="?", choices=("plan", "site"), default="plan")
+    p = sub.add_parser("schema", help="print the JSON Schema of experiment.yaml, a site file or "
+                       "retry.yaml")
+    p.add_argument("which", nargs="?", choices=("plan", "site", "retry"), default="plan")
 
     p = sub.add_parser(
         "scaffold", help="render torchtune, inspect-ai and SLURM files for every run"

@@ -6,6 +6,8 @@ that was applied, or that a later failure made stale, can never start a job agai
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from tunegit.spec.plan import Name, Strict
@@ -41,3 +43,10 @@ class RetryRequest(Strict):
 
 class RetryFile(Strict):
     retry: list[RetryRequest] = Field(default_factory=list)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = RetryFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "tunegit retry requests"
+    return schema
