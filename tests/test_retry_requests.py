@@ -4,6 +4,7 @@ asked, on real git; end to end with an evaluation that fails for real on the loc
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 
@@ -253,3 +254,43 @@ def test_the_request_tunegit_retry_writes_validates_against_tunegit_schema_retry
     jsonschema.validate(data, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"retry": [{"run": "r", "attempt": 2}]}, schema)  # no reason
+
+
+def test_history_says_who_asked_for_a_new_attempt() -> None:
+    from tunegit.core.status import RunStatus, StatusFile
+    from tunegit.edges.history import Revision, timeline
+
+    def rev(n: str, step: Step) -> Revision:
+        return Revision(n * 40, "tunegit watcher", f"2026-01-01T00:0{n}:00+00:00", "status",
+                        True, False, StatusFile("exp", {"r": RunStatus(step, {})}))
+
+    failed = Step(states.FAILED, job_id="7", job_name="tg:exp:r:ft", attempt=1)
+    requested = {"id": "r/finetune@a2", "reason": "node failure", "by": "Bob <b@x>",
+                 "commit": "d" * 40}
+    retried = Step(states.SUBMITTED, job_id="8", job_name="tg:exp:r:ft:a2", attempt=2,
+                   requested=requested)
+    running = dataclasses.replace(retried, status=states.RUNNING)
+    revs = [rev("1", failed), rev("2", retried), rev("3", running)]
+    assert [e.what for e in timeline(revs, revs, "r")][1:] == [
+        "finetune: failed -> submitted, job 8 (attempt 2, retry requested by Bob <b@x> in "
+        "dddddddddd: node failure)",
+        "finetune: submitted -> running, job 8"]
+
+
+@pytest.mark.usefixtures("git_env")
+def test_a_due_request_is_applied_before_the_poll_so_its_job_name_is_looked_up(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Crash safety: had a crashed cycle already submitted the new attempt, the poll must ask
+    for its name to adopt the job instead of submitting it twice."""
+    from tunegit.core.jobplan import job_name
+    from tunegit.edges.workspace import Workspace
+    from tunegit.executors import executor_factory
+    from tunegit.loop.engine import prepare
+
+    repo = failed_repo(origin, tmp_path)
+    assert run_cli(capsys, repo, "retry", "exp1", "tiny-llama_base", "capitalization")[0] == 0
+    ws = Workspace(repo)
+    p = prepare(ws, "exp1", now=LATER, plan_commit=None, executor_for=executor_factory(ws))
+    assert job_name("exp1", "tiny-llama_base", "capitalization", 2) in p.names
+    assert [(t.run, t.key, t.old, t.new) for t in p.retried] == [
+        ("tiny-llama_base", "capitalization", "failed", "pending")]
