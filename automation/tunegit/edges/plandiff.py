@@ -459,8 +459,14 @@ def _diff(base_ws: Workspace, head_ws: Workspace, base: str, head: str) -> PlanD
 def immutability_problems(ws: Workspace, base: str) -> list[Problem]:
     """For `tunegit check --base REV`: working-tree changes to runs submitted at REV or since.
 
-    Invalid plans are left to `tunegit check` itself (it reports them located).
+    Invalid plans are left to `tunegit check` itself (it reports them located). When no
+    tracked plan, status or site file differs from REV's, nothing is exported (the
+    pre-commit hook's common case).
     """
+    same = subprocess.run(["git", "-C", str(ws.root), "diff", "--quiet", base, "--",
+                           "experiments", "sites"], capture_output=True, check=False)
+    if same.returncode == 0:
+        return []
     try:
         return list(plan_diff(ws.root, base).problems)
     except PlanError:
