@@ -97,6 +97,8 @@ def failed_repo(origin: Path, tmp_path: Path) -> Path:
     path = repo / "experiments/exp1/runs_status.yaml"
     s = status_mod.parse(path.read_text())
     s = s.with_step("tiny-llama_base", "capitalization", FAILED_EVAL)
+    s = s.with_step("tiny-llama_rank8", None, Step(states.CANCELLED, job_id="5", attempt=1,
+                                                   job_name="tg:exp1:tiny-llama_rank8:ft"))
     path.write_text(status_mod.dump(s))
     commit_all(repo, "status(exp1): 1 failed\n\nTunegit-Experiment: exp1")
     git(repo, "push", "-q", "origin", "HEAD:main")
@@ -148,7 +150,7 @@ def test_check_locates_a_request_that_can_never_apply(
     (repo / "experiments/exp1/retry.yaml").write_text(
         "retry:\n"
         "  - {run: tiny-llama_base, eval: capitalization, attempt: 3, reason: fixed}\n"
-        "  - {run: tiny-llama_rank8, attempt: 2, reason: again}\n"
+        "  - {run: tiny-llama_base, attempt: 2, reason: again}\n"
         "  - {run: tiny-llama_base, eval: capitalization, attempt: 2}\n")
     code, _, err = run_cli(capsys, repo, "check", "-q", "experiments/exp1")
     assert code == 1
@@ -157,14 +159,14 @@ def test_check_locates_a_request_that_can_never_apply(
     (repo / "experiments/exp1/retry.yaml").write_text(
         "retry:\n"
         "  - {run: tiny-llama_base, eval: capitalization, attempt: 3, reason: fixed}\n"
-        "  - {run: tiny-llama_rank8, attempt: 2, reason: again}\n")
+        "  - {run: tiny-llama_base, attempt: 2, reason: again}\n")
     code, _, err = run_cli(capsys, repo, "check", "-q", "experiments/exp1")
     assert code == 1
     assert err.splitlines()[:4] == [
         "experiments/exp1/retry.yaml:2:59: retry[0].attempt: tiny-llama_base/capitalization is "
         "at attempt 1 (failed): the new attempt is 2, not 3",
         "  hint: write `attempt: 2`",
-        "experiments/exp1/retry.yaml:3:11: retry[1].run: tiny-llama_rank8/finetune is pending; "
+        "experiments/exp1/retry.yaml:3:11: retry[1].run: tiny-llama_base/finetune is skipped; "
         "only a failed, cancelled or blocked step gets a new attempt",
         "  hint: remove this entry (`git pull` first if the watcher recorded a failure since)"]
 
@@ -294,3 +296,20 @@ def test_a_due_request_is_applied_before_the_poll_so_its_job_name_is_looked_up(
     assert job_name("exp1", "tiny-llama_base", "capitalization", 2) in p.names
     assert [(t.run, t.key, t.old, t.new) for t in p.retried] == [
         ("tiny-llama_base", "capitalization", "failed", "pending")]
+
+
+@pytest.mark.usefixtures("git_env")
+def test_a_second_request_is_appended_keeping_the_files_own_comments(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = failed_repo(origin, tmp_path)
+    path = repo / "experiments/exp1/retry.yaml"
+    path.write_text("# asked in the lab meeting\n" + RETRY_YAML_TAIL)
+    assert run_cli(capsys, repo, "retry", "exp1", "tiny-llama_rank8")[0] == 0
+    assert path.read_text() == ("# asked in the lab meeting\n" + RETRY_YAML_TAIL
+                                + "  - run: tiny-llama_rank8\n    attempt: 2\n"
+                                "    reason: attempt 1 cancelled\n")
+    path.write_text("retry: []\n")  # a layout it cannot append to: rewritten whole
+    assert run_cli(capsys, repo, "retry", "exp1", "tiny-llama_rank8")[0] == 0
+    assert path.read_text().endswith("retry:\n- run: tiny-llama_rank8\n  attempt: 2\n"
+                                     "  reason: attempt 1 cancelled\n")
+    assert run_cli(capsys, repo, "check", "-q", "experiments/exp1")[0] == 0
