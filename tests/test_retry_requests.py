@@ -313,3 +313,23 @@ def test_a_second_request_is_appended_keeping_the_files_own_comments(
     assert path.read_text().endswith("retry:\n- run: tiny-llama_rank8\n  attempt: 2\n"
                                      "  reason: attempt 1 cancelled\n")
     assert run_cli(capsys, repo, "check", "-q", "experiments/exp1")[0] == 0
+
+
+@pytest.mark.usefixtures("git_env")
+def test_the_watcher_applies_no_request_that_cannot_apply_and_says_why(
+        origin: Path, tmp_path: Path) -> None:
+    from tunegit.core.records import REQUEST_REFUSED
+    from tunegit.edges.workspace import Workspace
+    from tunegit.executors import executor_factory
+    from tunegit.loop.engine import prepare
+
+    repo = failed_repo(origin, tmp_path)
+    (repo / "experiments/exp1/retry.yaml").write_text(
+        "retry:\n  - {run: tiny-llama_base, eval: capitalization, attempt: 3, reason: x}\n")
+    ws = Workspace(repo)
+    p = prepare(ws, "exp1", now=LATER, plan_commit=None, executor_for=executor_factory(ws))
+    assert p.retried == () and p.status.step("tiny-llama_base", "capitalization").attempt == 1
+    assert [(e.kind, e.message) for e in p.errors] == [(REQUEST_REFUSED, (
+        "retry.yaml: tiny-llama_base/capitalization@a3 not applied: tiny-llama_base/"
+        "capitalization is at attempt 1 (failed): the new attempt is 2, not 3 (write "
+        "`attempt: 2`)"))]
