@@ -5,8 +5,14 @@ there exactly like `tunegit check` would; the working tree stands for HEAD when
 no head revision is given. Comparing the two is pure (``diff_snapshots``) and so
 is formatting (``markdown``, ``as_json``).
 
+What a reviewer reads, per experiment: the plan-wide changes first (factor levels,
+settings: `factor lora_rank: [8, 16] → [8, 16, 32]`), new retry requests, then the runs
+and evaluations added, removed or changed, and the cost, marked when its estimates are
+preliminary (no completed runs or calibration like them yet).
+
 Submitted runs are immutable: changing a run whose fine-tuning or evaluation
-already left `pending` on either side is refused; the way out is a new run name.
+already left `pending` on either side is refused; the way out is a new run name. A
+base-model control is compared only on what its evaluation reads (``Run.settings``).
 """
 
 from __future__ import annotations
