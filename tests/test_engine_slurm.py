@@ -243,14 +243,18 @@ def test_scancel_is_cancelled_timeout_is_failed_then_retry_and_cancel(
         ev = record.evaluations["capitalization_epoch_499"]
         assert (ev.status, ev.reason) == ("blocked", "DependencyFailed")
 
-    # tunegit retry: a new attempt under a new name; the old record is kept.
+    # tunegit retry asks (retry.yaml); the next cycle makes a new attempt under a new name,
+    # and the old record is kept.
     args, parser = ["-C", str(repo)], commands()
     assert retry_cmd.main(parser.parse_args([*args, "retry", name, "tiny-llama_rank8"])) == 0
-    status = status_of(repo, name)
+    assert status_of(repo, name).step("tiny-llama_rank8", None).status == "cancelled"
+    status = cycle_until(ws, name, "one-minute",
+                         lambda s: s.step("tiny-llama_rank8", None).attempt == 2, 30)
     step = status.step("tiny-llama_rank8", None)
-    assert (step.status, step.attempt, step.job_name) == (
-        "pending", 2, job_name(name, "tiny-llama_rank8", "ft", 2))
+    assert (step.attempt, step.job_name) == (2, job_name(name, "tiny-llama_rank8", "ft", 2))
     assert step.attempts[0]["job_id"] == cancelled_id
+    assert step.requested is not None and step.requested["reason"] == (
+        "attempt 1 cancelled (CancelledByUser)")
     status = cycle_until(ws, name, "one-minute",
                          lambda s: s.step("tiny-llama_rank8", None).status != "pending", 30)
     new_id = status.step("tiny-llama_rank8", None).job_id

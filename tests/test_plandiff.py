@@ -189,7 +189,7 @@ def test_changing_a_submitted_run_is_refused_by_diff_and_check_base(
     assert tunegit(["-C", str(repo), "diff", "HEAD~1", "HEAD"]) == 1
     captured = capsys.readouterr()
     assert "refused: already submitted (finetune: completed job local-7)" in captured.out
-    assert "experiments/exp1/experiment.yaml:14:18: training.learning_rate" in captured.err
+    assert "experiments/exp1/experiment.yaml:14:18: training.learning_rate" in captured.out
 
 
 def test_unknown_revision_is_a_clear_error(tmp_path: Path,
@@ -198,3 +198,158 @@ def test_unknown_revision_is_a_clear_error(tmp_path: Path,
     assert tunegit(["-C", str(repo), "diff", "no-such-rev"]) == 1
     assert "fetch-depth: 0" in capsys.readouterr().err
     assert plan_diff(repo, "HEAD").empty  # the working tree equals HEAD
+
+
+# --- what a reviewer reads (issue 16, item 5) ---------------------------------------------------
+
+def submit_all(repo: Path, name: str) -> None:
+    """Record every step of ``name`` as completed, committed as the watcher would."""
+    path = repo / f"experiments/{name}/runs_status.yaml"
+    status = status_mod.parse(path.read_text())
+    for n, (run, key, step) in enumerate(status.steps()):
+        if step.status == "pending":
+            status = status.with_step(run, key, Step("completed", job_id=f"local-{n}",
+                                                     last_updated="2025-10-22T10:00:00Z"))
+    path.write_text(status_mod.dump(status))
+    commit_all(repo, f"status({name}): completed\n\nTunegit-Experiment: {name}")
+
+
+def write_controlled_plan(repo: Path, ranks: tuple[int, ...], lr: float) -> None:
+    path = repo / "experiments/exp1/experiment.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tiny_plan("exp1", controls=True, factors={"lora_rank": list(ranks)},
+                              training={"learning_rate": lr}))
+    assert tunegit(["-C", str(repo), "check", "--write", "-q", "experiments/exp1"]) == 0
+
+
+def controlled_repo(tmp_path: Path) -> Path:
+    """exp1 with ranks 8 and 16 plus a control, every step already run."""
+    import subprocess
+
+    repo = make_repo(tmp_path / "repo", files=LOCAL_FILES, gitignore=GITIGNORE)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    write_controlled_plan(repo, (8, 16), 1.0e-2)
+    commit_all(repo, "Plan exp1")
+    submit_all(repo, "exp1")
+    return repo
+
+
+def test_a_new_factor_level_is_shown_as_such_and_the_control_is_not_flagged(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = controlled_repo(tmp_path)
+    write_controlled_plan(repo, (8, 16, 32), 1.0e-2)
+    commit_all(repo, "Rank 32 too")
+    capsys.readouterr()
+    assert tunegit(["-C", str(repo), "diff", "HEAD~1", "HEAD"]) == 0
+    out = capsys.readouterr().out
+    section = out[out.index("### `exp1`"):].splitlines()
+    assert section[2] == "- factor `lora_rank`: [8, 16] → [8, 16, 32]"
+    assert section[3] == "- runs added: `tiny-llama_rank32`"
+    assert "tiny-llama_base" not in out and "refused" not in out.lower()
+
+
+def test_a_learning_rate_change_refuses_trained_runs_but_never_the_control(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = controlled_repo(tmp_path)
+    write_controlled_plan(repo, (8, 16), 5.0e-3)
+    commit_all(repo, "New learning rate")
+    capsys.readouterr()
+    assert tunegit(["-C", str(repo), "diff", "HEAD~1", "HEAD"]) == 1
+    captured = capsys.readouterr()
+    section = captured.out[captured.out.index("### `exp1`"):].splitlines()
+    assert section[2] == "- setting `training.learning_rate`: 0.01 → 0.005"
+    assert [line.split(" changed:")[0] for line in section if " changed:" in line] == [
+        "- run `tiny-llama_rank8`", "- run `tiny-llama_rank16`"]
+    assert "tiny-llama_base" not in captured.out + captured.err
+
+
+def test_a_system_prompt_change_does_flag_the_control(tmp_path: Path) -> None:
+    """The control's evaluation reads the system prompt: changing it is a change to it."""
+    repo = controlled_repo(tmp_path)
+    plan = repo / "experiments/exp1/experiment.yaml"
+    plan.write_text(plan.read_text().replace('system_prompt: ""', 'system_prompt: "Be brief."'))
+    diff = plan_diff(repo, "HEAD")
+    changed = {c.run: [f.field for f in c.changes] for c in diff.experiments[0].runs_changed}
+    assert changed["tiny-llama_base"] == ["system_prompt"]
+
+
+def test_preliminary_estimates_are_marked_in_the_diff(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = planned_repo(tmp_path)
+    write_plan(repo, "exp2", (4,))
+    commit_all(repo, "exp2")
+    capsys.readouterr()
+    assert tunegit(["-C", str(repo), "diff", "HEAD~1", "HEAD"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| `exp2`"))
+    assert "(preliminary) |" in row
+    cost = next(line for line in out.splitlines() if line.startswith("- cost:"))
+    assert cost.endswith("(**preliminary**: no completed runs or calibration like these yet, "
+                         "the figures come from the fallback table)")
+
+
+def test_estimates_from_history_are_not_marked_preliminary() -> None:
+    head = dataclasses.replace(snap({"r4": RUN}, source="v2"), preliminary=False)
+    d = diff_experiment(snap({}), head)
+    text = markdown(dataclasses.replace(plan_diff_stub(), experiments=(d,)))
+    assert d is not None and "preliminary" not in text
+
+
+def test_check_base_prints_each_error_once_and_no_ok_for_the_refused_plan(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = controlled_repo(tmp_path)
+    write_controlled_plan(repo, (8, 16), 5.0e-3)
+    capsys.readouterr()
+    assert tunegit(["-C", str(repo), "check", "--base", "HEAD", "experiments/exp1"]) == 1
+    captured = capsys.readouterr()
+    assert "ok" not in captured.out
+    errors = [line for line in captured.err.splitlines() if "experiment.yaml:" in line]
+    assert len(errors) == len(set(errors)) == 2  # one per trained run, each once
+    assert captured.err.splitlines()[-1] == "1 of 1 experiment(s) failed the check"
+
+
+def test_diff_lists_each_refusal_once_between_stdout_and_stderr(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = controlled_repo(tmp_path)
+    write_controlled_plan(repo, (8, 16), 5.0e-3)
+    commit_all(repo, "New learning rate")
+    capsys.readouterr()
+    assert tunegit(["-C", str(repo), "diff", "HEAD~1", "HEAD"]) == 1
+    captured = capsys.readouterr()
+    both = (captured.out + captured.err).splitlines()
+    located = [line for line in both if line.startswith("experiments/exp1/experiment.yaml:")]
+    assert len(located) == len(set(located)) == 2
+    assert captured.err.strip() == ("tunegit diff: 2 change(s) to submitted runs refused "
+                                    "(listed in the diff)")
+
+
+def test_the_local_hook_checks_submitted_runs_against_the_pushed_status(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gitfixtures import clone, git
+
+    watcher = clone(origin, tmp_path / "watcher")
+    write_controlled_plan(watcher, (8, 16), 1.0e-2)
+    commit_all(watcher, "Plan exp1")
+    submit_all(watcher, "exp1")
+    git(watcher, "push", "-q", "origin", "HEAD:main")
+    mine = clone(origin, tmp_path / "mine")
+    capsys.readouterr()
+    assert tunegit(["-C", str(mine), "check", "experiments/exp1"]) == 0
+    assert "ok" in capsys.readouterr().out
+
+    plan = mine / "experiments/exp1/experiment.yaml"  # no --base: origin/main is the base
+    plan.write_text(plan.read_text().replace("learning_rate: 1.0e-2", "learning_rate: 5.0e-3"))
+    capsys.readouterr()
+    assert tunegit(["-C", str(mine), "check", "--quiet", "experiments/exp1"]) == 1
+    err = capsys.readouterr().err
+    assert "run 'tiny-llama_rank8' was already submitted (finetune: completed job" in err
+
+
+def test_without_an_upstream_the_check_says_what_it_did_not_check(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = planned_repo(tmp_path)
+    capsys.readouterr()
+    assert tunegit(["-C", str(repo), "check", "--quiet", "experiments/exp1"]) == 0
+    assert capsys.readouterr().out == (
+        "note: this branch has no upstream, so changes to submitted runs are checked in CI "
+        "only (`git branch --set-upstream-to origin/main` checks them here)\n")

@@ -289,7 +289,7 @@ def test_gitops_end_to_end(origin: Path, tmp_path: Path,
     assert "already submitted" in capsys.readouterr().err
     commit_all(laptop, "Tweak lr")
     assert tunegit(["-C", str(laptop), "diff", "origin/main", "HEAD"]) == 1
-    assert "submitted runs are immutable" in capsys.readouterr().err
+    assert "submitted runs are immutable" in capsys.readouterr().out
 
 
 @pytest.mark.usefixtures("tunegit_on_path")

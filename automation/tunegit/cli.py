@@ -172,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_plan_args(p)
     p.add_argument("--json", action="store_true", help="stable machine-readable output")
 
-    p = sub.add_parser("schema", help="print the JSON Schema of experiment.yaml or of a site file")
-    p.add_argument("which", nargs="?", choices=("plan", "site"), default="plan")
+    p = sub.add_parser("schema", help="print the JSON Schema of experiment.yaml, a site file or "
+                       "retry.yaml")
+    p.add_argument("which", nargs="?", choices=("plan", "site", "retry"), default="plan")
 
     p = sub.add_parser(
         "scaffold", help="render torchtune, inspect-ai and SLURM files for every run"
@@ -227,16 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "retry",
-        help="give a failed, cancelled or blocked step a new attempt",
-        description="Record the step's last attempt in `attempts` and make it pending again "
-        "as attempt N+1, under a new job name (`...a<N>`); the next `tunegit run` or watcher "
-        "cycle submits it. Submitted attempts are never edited in place.",
+        help="ask for a new attempt of a failed, cancelled or blocked step (retry.yaml)",
+        description="Add a request to experiments/EXP/retry.yaml, to commit and merge through "
+        "a pull request. After the merge the watcher applies it once: the step's last attempt "
+        "goes to `attempts` and the step becomes pending as attempt N+1, under a new job name "
+        "(`...a<N>`), with who asked and why. Without a watcher, `tunegit run EXP` applies "
+        "it. Submitted attempts are never edited in place.",
     )
     _add_common_plan_args(p)
     p.add_argument("run", help="run name, as in runs_status.yaml")
     p.add_argument(
         "key", nargs="?", default=None, help="evaluation key (default: the fine-tuning step)"
     )
+    p.add_argument("--reason", help="why a new attempt, for the reviewer and the history "
+                   "(default: how the last attempt ended)")
 
     p = sub.add_parser(
         "cancel",

@@ -10,11 +10,13 @@ from pathlib import Path
 
 from tunegit.commands.common import out, warn, workspace
 from tunegit.core import status as status_mod
+from tunegit.edges import retry_requests
 from tunegit.edges.analysis import Analysis, analyse
 from tunegit.edges.workspace import DESIGN_LOG, PLAN_FILE, PLAN_MD, STATUS_FILE, Workspace
 from tunegit.errors import PlanError, Problem, TunegitError
 from tunegit.files import read_status, write_if_changed
 from tunegit.render.plandoc import rendered_from, strip_timestamps
+from tunegit.spec.retry import RETRY_FILE
 
 
 def plan_files(ws: Workspace, paths: list[str], base: Path | None = None) -> list[Path]:
@@ -27,7 +29,7 @@ def plan_files(ws: Workspace, paths: list[str], base: Path | None = None) -> lis
         if path.is_dir() and (path / "experiments").is_dir() and not (path / PLAN_FILE).is_file():
             sub = Workspace(path)
             found += [sub.experiment_dir(n) / PLAN_FILE for n in sub.experiments()]
-        elif path.name in (PLAN_MD, STATUS_FILE, DESIGN_LOG):
+        elif path.name in (PLAN_MD, STATUS_FILE, DESIGN_LOG, RETRY_FILE):
             found.append(path.parent / PLAN_FILE)
         else:
             found.append(ws.resolve_experiment(str(path) if path.exists() else arg))
@@ -99,6 +101,15 @@ def _read(path: Path) -> str | None:
     return path.read_bytes().decode("utf-8", errors="replace")
 
 
+def _retry_problems(a: Analysis) -> list[Problem]:
+    """retry.yaml's entries that can never apply to the recorded status, located."""
+    try:
+        status = read_status(a.loaded.directory / STATUS_FILE)
+    except (status_mod.StatusFormatError, ValueError):
+        return []  # `_status` reports it
+    return retry_requests.problems(a.ws, a.name, status)
+
+
 def _status(a: Analysis, write: bool, fix: str) -> list[Problem]:
     path = a.loaded.directory / STATUS_FILE
     shown = f"{a.ws.rel(path)}"
@@ -124,6 +135,7 @@ def main(args: argparse.Namespace) -> int:
     files = plan_files(ws, args.paths, Path(args.root) if args.root else None)
     if not files:
         raise TunegitError("no experiments found", hint="`tunegit new NAME` starts one")
+    immutable = _immutability(ws, args.base, announce=not args.write)
     failed = 0
     for rel in ws.links() if not args.paths else ():
         print(f"{rel}: a symbolic link: tunegit never runs a plan or site through a link\n"
@@ -134,7 +146,8 @@ def main(args: argparse.Namespace) -> int:
         try:
             a = analyse(ws, path)
             warn(a.warnings)
-            problems = stale_files(a, args.write)
+            problems = (stale_files(a, args.write) + _retry_problems(a)
+                        + immutable.pop(a.plan_rel, []))
         except PlanError as exc:
             problems = list(exc.problems)
         if problems:
@@ -147,13 +160,29 @@ def main(args: argparse.Namespace) -> int:
             out(f"{a.plan_rel}: ok: {len(a.expansion.runs)} runs, {len(a.expansion.evaluations)} "
                 f"evaluations, {e.gpu_hours:.2f} {e.device.upper()}-h, {e.disk_gib:.1f} GiB"
                 + (" (preliminary estimates)" if e.preliminary else ""))
-    if args.base:
-        from tunegit.edges.plandiff import immutability_problems
-
-        immutable = immutability_problems(ws, args.base)
-        for p in immutable:
+    for problems in immutable.values():  # experiments not among the files checked
+        failed += 1
+        for p in problems:
             print(p.format(), file=sys.stderr)
-        failed += bool(immutable)
     if failed:
         print(f"{failed} of {len(files)} experiment(s) failed the check", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _immutability(ws: Workspace, base: str | None, announce: bool) -> dict[str, list[Problem]]:
+    """Changes to submitted runs against ``base``, else the last pushed state (the upstream
+    branch, whose runs_status.yaml the watcher pushed), by plan file; outside git, nothing.
+    ``announce``: say so when a repository's branch has no upstream to compare with."""
+    from tunegit.edges.gitinfo import head_commit, upstream
+    from tunegit.edges.plandiff import immutability_problems
+
+    base = base or upstream(ws.root)
+    if base is None:
+        if announce and head_commit(ws.root) is not None:
+            out("note: this branch has no upstream, so changes to submitted runs are checked "
+                "in CI only (`git branch --set-upstream-to origin/main` checks them here)")
+        return {}
+    by_file: dict[str, list[Problem]] = {}
+    for p in immutability_problems(ws, base):
+        by_file.setdefault(p.file, []).append(p)
+    return by_file

@@ -1,4 +1,7 @@
-"""`tunegit diff BASE [HEAD]`: the semantic plan diff between two revisions (the PR comment)."""
+"""`tunegit diff BASE [HEAD]`: the semantic plan diff between two revisions (the PR comment).
+
+Refusals (changes to submitted runs) are in the diff; stderr says only how many, so a
+terminal showing both prints each one once."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ def main(args: argparse.Namespace) -> int:
     diff = plan_diff(ws.root, args.base, args.head)
     text = as_json(diff) if args.format == "json" else markdown(diff)
     sys.stdout.write(text)
-    for problem in diff.problems:
-        print(problem.format(), file=sys.stderr)
+    if diff.problems:  # each is listed once, in the diff itself (the PR comment)
+        print(f"tunegit diff: {len(diff.problems)} change(s) to submitted runs refused "
+              "(listed in the diff)", file=sys.stderr)
     return 1 if diff.problems else 0

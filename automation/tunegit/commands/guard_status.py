@@ -27,7 +27,8 @@ from tunegit.errors import Problem, TunegitError
 FRESH = (Step(), Step(SKIPPED, reason=REASON_BASE_MODEL, note=BASE_NOTE))
 HINT = ("runs_status.yaml is written by tunegit's watcher only; undo the edit with "
         "`git checkout HEAD -- {path}` (then `tunegit check --write` if the plan gained runs); "
-        "to run something again, give it a new run name in experiment.yaml")
+        "for a new attempt of a failed step, `tunegit retry EXP RUN [EVAL]` asks for it in "
+        "retry.yaml, through a pull request; to change a run, give it a new run name")
 
 
 # --- pure ------------------------------------------------------------------------------------

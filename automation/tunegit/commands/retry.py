@@ -1,9 +1,12 @@
-"""`tunegit retry EXP RUN [KEY]`: a failed, cancelled or blocked step gets a new attempt.
+"""`tunegit retry EXP RUN [KEY]`: ask for a new attempt of a failed, cancelled or blocked step.
 
-The old attempt's record (job id and name, state, reason, times) moves to the step's
-``attempts``; the step becomes pending as attempt N+1, submitted under the job name
-``tg:<exp>:<run>:<stage>:a<N+1>`` by the next `tunegit run` or watcher cycle. Retrying a
-fine-tuning step re-opens its evaluations that did not run, so they chain on it again.
+The request goes into experiments/EXP/retry.yaml, to be committed and reviewed like any
+plan change; runs_status.yaml is not touched (only the watcher writes it). After the
+merge the watcher applies the request once: the old attempt's record (job id and name,
+state, reason, times) moves to the step's ``attempts``, and the step becomes pending as
+attempt N+1 under the job name ``tg:<exp>:<run>:<stage>:a<N+1>``, with who asked and why
+recorded on it. Retrying a fine-tuning step re-opens its evaluations that did not run.
+Without a watcher, `tunegit run EXP` applies the request the same way.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import argparse
 
 from tunegit.commands.common import out, workspace
-from tunegit.commands.run import describe
 from tunegit.core.reconcile import retry
-from tunegit.core.status import dump
+from tunegit.core.retry import next_attempt
+from tunegit.edges import retry_requests
 from tunegit.edges.workspace import STATUS_FILE
 from tunegit.errors import TunegitError
-from tunegit.files import read_status, utc_now, write_if_changed
+from tunegit.files import read_status, utc_now
+from tunegit.spec.retry import RETRY_FILE, RetryRequest
 
 FINETUNE_KEYS = ("finetune", "ft")
 
@@ -24,16 +28,25 @@ FINETUNE_KEYS = ("finetune", "ft")
 def main(args: argparse.Namespace) -> int:
     ws = workspace(args)
     name = ws.resolve_experiment(args.experiment).parent.name
-    path = ws.experiment_dir(name) / STATUS_FILE
-    status = read_status(path)
+    status = read_status(ws.experiment_dir(name) / STATUS_FILE)
     if status is None:
         raise TunegitError(f"experiments/{name}/{STATUS_FILE} does not exist: nothing ran yet",
                            hint=f"`tunegit run {name}` starts the experiment")
     key = None if args.key in (None, *FINETUNE_KEYS) else args.key
-    status, transitions = retry(status, name, args.run, key, utc_now())  # or a RetryError
-    write_if_changed(path, dump(status))
-    for t in transitions:
-        step = status.step(t.run, t.key)
-        out(f"{describe(t)} (attempt {step.attempt or 1})")
-    out(f"`tunegit run {name}` (or the watcher) submits the new attempt")
+    retry(status, name, args.run, key, utc_now())  # only to refuse what cannot be retried
+    step = status.step(args.run, key)
+    attempt = next_attempt(step)
+    said = f"attempt {step.attempt or 1} {step.status}" + (f" ({step.reason})" if step.reason
+                                                           else "")
+    request = RetryRequest(run=args.run, eval=key, attempt=attempt,
+                           reason=(args.reason or "").strip() or said)
+    existing, _ = retry_requests.load(ws, name)
+    rel = f"experiments/{name}/{RETRY_FILE}"
+    if any(r.id == request.id for r in existing):
+        out(f"{rel} already asks for attempt {attempt} of {request.step}")
+    else:
+        retry_requests.add(ws, name, request)
+        out(f"{rel}: asks for attempt {attempt} of {request.step} ({said})")
+    out(f"commit it and open a pull request; once merged, the watcher starts attempt "
+        f"{attempt} (without a watcher, `tunegit run {name}` does)")
     return 0

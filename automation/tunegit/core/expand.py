@@ -28,6 +28,9 @@ FACTOR_LABELS = {
     "max_seq_len": "seq", "gradient_accumulation_steps": "ga", "lora_dropout": "drop",
     "weight_decay": "wd", "seed": "seed", "packed": "packed", "validation": "val",
 }
+# The training keys a base-model control uses: it is evaluated, not trained, and its
+# evaluation reads only the system prompt (the same one as training) and the seed.
+CONTROL_TRAINING_KEYS = ("system_prompt", "seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +50,13 @@ class Run:
     training: RunTraining
 
     def settings(self) -> dict[str, Any]:
-        """Everything that defines the run besides its name: identity, then every training key."""
+        """Everything that defines the run besides its name: identity, then the training keys
+        it uses (every one; for a control only ``CONTROL_TRAINING_KEYS``)."""
+        training = self.training.model_dump()
+        if self.is_control:
+            training = {k: training[k] for k in CONTROL_TRAINING_KEYS}
         return {"model": self.model, "model_id": self.model_id, "dataset": self.dataset,
-                "is_control": self.is_control, "factors": self.factors,
-                **self.training.model_dump()}
+                "is_control": self.is_control, "factors": self.factors, **training}
 
     @property
     def epochs(self) -> int:

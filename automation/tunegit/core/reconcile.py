@@ -55,9 +55,9 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 DEAD = frozenset({FAILED, CANCELLED, BLOCKED})
 RETRYABLE = DEAD
 # What an attempt's record keeps when a retry replaces it (see ``retry``).
-ATTEMPT_KEYS = ("attempt", "job_id", "job_name", "status", "reason", "message", "submitted",
-                "started", "ended", "elapsed_s", "exit_code", "log", "submitted_from",
-                "rendered_hash", "last_updated")
+ATTEMPT_KEYS = ("attempt", "requested", "job_id", "job_name", "status", "reason", "message",
+                "submitted", "started", "ended", "elapsed_s", "exit_code", "log",
+                "submitted_from", "rendered_hash", "last_updated")
 
 
 class RetryError(TunegitError):

@@ -24,9 +24,10 @@ CONFLICT = "conflict"  # a generated file was edited by hand: its run is held, t
 SUBMIT_REFUSED = "submit refused"  # the scheduler refused a job: its step failed (`tunegit retry`)
 SCHEDULER_UNANSWERED = "scheduler unanswered"  # states unknown this cycle: back off and retry
 UNTRUSTED = "untrusted"  # its site requires signed commits and the plan commit is not
+REQUEST_REFUSED = "request refused"  # a retry.yaml entry that cannot apply: the rest goes on
 STOPPED = "stopped"  # any other error the user can fix: the experiment waits, nothing submitted
 CYCLE_ERROR_KINDS = (INVALID_PLAN, CONFLICT, SUBMIT_REFUSED, SCHEDULER_UNANSWERED, UNTRUSTED,
-                     STOPPED)
+                     REQUEST_REFUSED, STOPPED)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,8 @@ BASE_NOTE = "Base model - no fine-tuning required"
 STEP_KEYS = (
     "status", "job_id", "output", "last_updated", "reason", "message", "missing_since", "note",
     "job_name",
-    "attempt", "submitted_from", "rendered_hash", "submitted", "started", "ended", "elapsed_s",
+    "attempt", "requested", "submitted_from", "rendered_hash", "submitted", "started", "ended",
+    "elapsed_s",
     "exit_code", "score", "metric", "samples", "log", "config", "estimate", "metrics", "attempts",
 )
 SEED_KEYS = ("status", "job_id", "output", "last_updated")
@@ -53,6 +54,8 @@ class Step:
     note: str | None = None
     job_name: str | None = None
     attempt: int | None = None
+    # The retry request (retry.yaml) this attempt was made for: id, reason, by, commit.
+    requested: Mapping[str, Any] | None = None
     submitted_from: str | None = None
     rendered_hash: str | None = None
     submitted: str | None = None
@@ -249,7 +252,7 @@ def _step(data: Any) -> Step:
         attempts = known["attempts"]
         known["attempts"] = tuple(a for a in attempts if isinstance(a, Mapping)) \
             if isinstance(attempts, list) else ()
-    for key in ("config", "estimate", "metrics"):
+    for key in ("config", "estimate", "metrics", "requested"):
         if key in known and not isinstance(known[key], Mapping):
             known[key] = None
     if known.get("job_id") is not None:

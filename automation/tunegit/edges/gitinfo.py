@@ -33,3 +33,22 @@ def git_dir(root: Path) -> Path | None:
         return None
     path = proc.stdout.strip()
     return Path(path) if proc.returncode == 0 and path else None
+
+
+def upstream(root: Path) -> str | None:
+    """The current branch's upstream tracking branch (`origin/main`): the last pushed state.
+
+    None outside a repository, on a detached HEAD, or when the branch tracks nothing."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--abbrev-ref", "--symbolic-full-name",
+             "@{upstream}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    name = proc.stdout.strip()
+    return name if proc.returncode == 0 and name else None

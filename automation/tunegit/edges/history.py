@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tunegit.core import status as status_mod
+from tunegit.core.retry import requested_text
 from tunegit.core.status import StatusFile, Step
 from tunegit.edges.gitstore import is_own_message
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE
@@ -77,8 +78,10 @@ def step_events(rev: Revision, before: StatusFile | None, run: str | None) -> li
         prev = old.get((r, key))
         if prev is None or (prev.status, prev.job_id) == (step.status, step.job_id):
             continue
-        out.append(Event(rev.sha, rev.date, rev.author, r,
-                         f"{_label(key)}: {prev.status} -> {describe(step)}"))
+        what = f"{_label(key)}: {prev.status} -> {describe(step)}"
+        if step.requested and step.attempt != prev.attempt:  # a new attempt someone asked for
+            what += f" (attempt {step.attempt}, {requested_text(step.requested)})"
+        out.append(Event(rev.sha, rev.date, rev.author, r, what))
     return out
 
 

@@ -5,8 +5,14 @@ there exactly like `tunegit check` would; the working tree stands for HEAD when
 no head revision is given. Comparing the two is pure (``diff_snapshots``) and so
 is formatting (``markdown``, ``as_json``).
 
+What a reviewer reads, per experiment: the plan-wide changes first (factor levels,
+settings: `factor lora_rank: [8, 16] → [8, 16, 32]`), new retry requests, then the runs
+and evaluations added, removed or changed, and the cost, marked when its estimates are
+preliminary (no completed runs or calibration like them yet).
+
 Submitted runs are immutable: changing a run whose fine-tuning or evaluation
-already left `pending` on either side is refused; the way out is a new run name.
+already left `pending` on either side is refused; the way out is a new run name. A
+base-model control is compared only on what its evaluation reads (``Run.settings``).
 """
 
 from __future__ import annotations
@@ -25,14 +31,19 @@ from typing import Any
 from tunegit.core import status as status_mod
 from tunegit.core.expand import Run
 from tunegit.core.states import PENDING, SKIPPED
+from tunegit.edges import retry_requests
 from tunegit.edges.analysis import analyse
 from tunegit.edges.calibration import accuracy_sentence, load_pairs, summarise
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 from tunegit.errors import PlanError, Problem, TunegitError
 from tunegit.files import read_status
 from tunegit.spec.loader import Located
+from tunegit.spec.plan import Plan
+from tunegit.spec.retry import RETRY_FILE
 
 MARKER = "<!-- tunegit-plan-diff -->"
+PRELIMINARY = ("**preliminary**: no completed runs or calibration like these yet, the figures "
+               "come from the fallback table")
 # Where a Run field is written in experiment.yaml, most specific first (for file:line).
 FIELD_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
     "model": (("factors", "model"), ("models",)),
@@ -68,6 +79,9 @@ class Snapshot:
     submitted: Mapping[str, str]  # run -> "finetune: completed (job 12)" for runs past pending
     source: str  # plan text + site text: equal sources mean nothing to compare
     located: Located | None = None
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # plan_settings
+    preliminary: bool = False  # some estimate is from the fallback table (no history yet)
+    retries: Mapping[str, str] = dataclasses.field(default_factory=dict)  # retry.yaml: id -> text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +110,9 @@ class ExperimentDiff:
     evaluations_removed: tuple[str, ...] = ()
     base: Cost = Cost()
     head: Cost = Cost()
+    plan_changes: tuple[FieldChange, ...] = ()  # factor levels and settings, plan-wide
+    preliminary: bool = False  # the head's estimates are (partly) preliminary
+    retries_added: tuple[str, ...] = ()  # new retry.yaml requests, as text
 
     @property
     def delta(self) -> Cost:
@@ -125,10 +142,38 @@ class PlanDiff:
 
 # --- pure: comparing snapshots ---------------------------------------------------------------
 
+# Plan keys that change no run, estimate or job: not shown as setting changes.
+DESCRIPTIVE_KEYS = frozenset({"name", "type", "question", "notes", "author"})
+# Plan sections shown one key a line (`factors.lora_rank`, `training.learning_rate`).
+SECTIONS = ("factors", "training", "dataset", "tools", "evaluation")
+
+
+def plan_settings(plan: Plan) -> dict[str, Any]:
+    """The plan's settings as flat keys: `factors.lora_rank: [8, 16]`, `training.seed: 42`;
+    evaluation tasks by name (`evaluation.tasks.capitalization_8L: {...}`)."""
+    out: dict[str, Any] = {}
+    for key, value in plan.model_dump(mode="json").items():
+        if key in DESCRIPTIVE_KEYS:
+            continue
+        if key not in SECTIONS:
+            out[key] = value
+            continue
+        for sub, v in value.items():
+            if (key, sub) == ("evaluation", "tasks"):
+                out.update({f"evaluation.tasks.{t['name']}": t for t in v})
+            else:
+                out[f"{key}.{sub}"] = v
+    return out
+
+
+def settings_changes(before: Mapping[str, Any], after: Mapping[str, Any],
+                     ) -> tuple[FieldChange, ...]:
+    return tuple(FieldChange(k, before.get(k), after.get(k))
+                 for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k))
+
+
 def run_changes(old: Run, new: Run) -> tuple[FieldChange, ...]:
-    before, after = old.settings(), new.settings()
-    changes = [FieldChange(f, before.get(f), after.get(f)) for f in dict.fromkeys([*before, *after])
-               if before.get(f) != after.get(f)]
+    changes = list(settings_changes(old.settings(), new.settings()))
     if len(changes) > 1:  # `factors` repeats the levels of the other fields: show it alone only
         changes = [c for c in changes if c.field != "factors"]
     return tuple(changes)
@@ -156,9 +201,14 @@ def diff_experiment(base: Snapshot | None, head: Snapshot | None) -> ExperimentD
         some.name, kind, some.plan_file,
         tuple(n for n in h_runs if n not in b_runs), tuple(n for n in b_runs if n not in h_runs),
         tuple(changed), tuple(sorted(h_evals - b_evals)), tuple(sorted(b_evals - h_evals)),
-        base.cost if base else Cost(), head.cost if head else Cost())
-    quiet = not (result.runs_added or result.runs_removed or result.runs_changed
-                 or result.evaluations_added or result.evaluations_removed)
+        base.cost if base else Cost(), head.cost if head else Cost(),
+        settings_changes(base.settings, head.settings) if base and head else (),
+        bool(head and head.preliminary),
+        tuple(text for i, text in (head.retries if head else {}).items()
+              if i not in (base.retries if base else {})))
+    quiet = not (result.plan_changes or result.retries_added or result.runs_added
+                 or result.runs_removed or result.runs_changed or result.evaluations_added
+                 or result.evaluations_removed)
     return None if quiet and kind == "changed" and result.delta == Cost() else result
 
 
@@ -230,8 +280,18 @@ def _code(items: tuple[str, ...]) -> str:
     return ", ".join(f"`{i}`" for i in items)
 
 
+def _plan_change(c: FieldChange) -> str:
+    section, _, key = c.field.partition(".")
+    old = "(not set)" if c.old is None else _value(c.old)
+    new = "(not set)" if c.new is None else _value(c.new)
+    what = f"factor `{key}`" if section == "factors" else f"setting `{c.field}`"
+    return f"- {what}: {old} → {new}"
+
+
 def _experiment_section(e: ExperimentDiff) -> list[str]:
     lines = [f"### `{e.name}` ({e.kind})", ""]
+    lines += [_plan_change(c) for c in e.plan_changes]
+    lines += [f"- new attempt requested: {r}" for r in e.retries_added]
     if e.runs_added:
         lines.append(f"- runs added: {_code(e.runs_added)}")
     if e.runs_removed:
@@ -247,7 +307,8 @@ def _experiment_section(e: ExperimentDiff) -> list[str]:
     b, h = e.base, e.head
     lines.append(f"- cost: {b.gpu_hours:.2f} → {h.gpu_hours:.2f} GPU-h, "
                  f"{duration(b.minutes)} → {duration(h.minutes)}, "
-                 f"{b.disk_gib:.1f} → {h.disk_gib:.1f} GiB")
+                 f"{b.disk_gib:.1f} → {h.disk_gib:.1f} GiB"
+                 + (f" ({PRELIMINARY})" if e.preliminary else ""))
     return [*lines, ""]
 
 
@@ -273,9 +334,10 @@ def markdown(diff: PlanDiff) -> str:
         runs = _count(len(e.runs_added), len(e.runs_removed))
         if e.runs_changed:
             runs += f" ~{len(e.runs_changed)}"
+        mark = " (preliminary)" if e.preliminary else ""
         lines.append(f"| `{e.name}` | {e.kind} | {runs} | "
                      f"{_count(len(e.evaluations_added), len(e.evaluations_removed))} | "
-                     f"{_signed(e.delta.gpu_hours)} | {_signed_duration(e.delta.minutes)} | "
+                     f"{_signed(e.delta.gpu_hours)}{mark} | {_signed_duration(e.delta.minutes)} | "
                      f"{_signed(e.delta.disk_gib, '.1f')} GiB |")
     lines.append("")
     for e in diff.experiments:
@@ -324,6 +386,9 @@ def exported(root: Path, rev: str) -> Iterator[Path]:
 def _source(ws: Workspace, name: str) -> str:
     plan = ws.experiment_dir(name) / PLAN_FILE
     text = plan.read_text(encoding="utf-8", errors="replace")
+    retries = ws.experiment_dir(name) / RETRY_FILE
+    if retries.is_file():
+        text += "\0" + retries.read_text(encoding="utf-8", errors="replace")
     sites = "".join(p.read_text(encoding="utf-8", errors="replace")
                     for p in sorted((ws.root / "sites").glob("*.yaml")))
     return text + "\0" + sites
@@ -339,7 +404,10 @@ def snapshot(ws: Workspace, name: str) -> Snapshot:
         name, f"experiments/{name}/{PLAN_FILE}", {r.name: r for r in exp.runs},
         frozenset(f"{e.run}/{e.key}" for e in exp.evaluations),
         Cost(est.gpu_hours, est.train_minutes.value + est.eval_minutes.value, est.disk_gib),
-        submitted_runs(status), _source(ws, name), a.loaded.located)
+        submitted_runs(status), _source(ws, name), a.loaded.located,
+        plan_settings(a.loaded.plan), est.preliminary,
+        {r.id: f"`{r.step}` attempt {r.attempt} ({r.reason})"
+         for r in retry_requests.load(ws, name)[0]})
 
 
 def snapshots(ws: Workspace, names: set[str], *, strict: bool) -> dict[str, Snapshot]:
@@ -397,8 +465,14 @@ def _diff(base_ws: Workspace, head_ws: Workspace, base: str, head: str) -> PlanD
 def immutability_problems(ws: Workspace, base: str) -> list[Problem]:
     """For `tunegit check --base REV`: working-tree changes to runs submitted at REV or since.
 
-    Invalid plans are left to `tunegit check` itself (it reports them located).
+    Invalid plans are left to `tunegit check` itself (it reports them located). When no
+    tracked plan, status or site file differs from REV's, nothing is exported (the
+    pre-commit hook's common case).
     """
+    same = subprocess.run(["git", "-C", str(ws.root), "diff", "--quiet", base, "--",
+                           "experiments", "sites"], capture_output=True, check=False)
+    if same.returncode == 0:
+        return []
     try:
         return list(plan_diff(ws.root, base).problems)
     except PlanError:

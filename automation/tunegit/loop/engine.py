@@ -28,7 +28,7 @@ from tunegit.core.states import (
     TERMINAL_STATES,
 )
 from tunegit.core.status import StatusFile, dump, initial, sync
-from tunegit.edges import harvest
+from tunegit.edges import harvest, retry_requests
 from tunegit.edges.analysis import Analysis, analyse, executor_capacity
 from tunegit.edges.crashpoints import crashpoint
 from tunegit.edges.results_files import RESULTS_MD, write_results
@@ -75,7 +75,7 @@ def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: s
     prepared = []
     for name in experiments:
         try:
-            prepared.append(prepare(ws, name, plan_commit=plan_commit,
+            prepared.append(prepare(ws, name, now=now, plan_commit=plan_commit,
                                     executor_for=executor_for, site_override=site_override))
         except TunegitError as exc:
             errors.append(_failure(name, exc))
@@ -119,6 +119,7 @@ class Prepared:
     status: StatusFile
     job_ids: tuple[str, ...]
     names: tuple[str, ...]
+    retried: tuple[Transition, ...] = ()  # retry requests applied (pending again)
 
 
 def share(poll: Poll, job_ids: Sequence[str], names: Sequence[str]) -> Poll:
@@ -143,18 +144,21 @@ def poll_all(prepared: Sequence[Prepared]) -> dict[int, Poll]:
 def reconcile_experiment(ws: Workspace, name: str, *, now: str, plan_commit: str | None,
                          executor_for: ExecutorFactory,
                          site_override: str | None = None) -> ExperimentResult:
-    p = prepare(ws, name, plan_commit=plan_commit, executor_for=executor_for,
+    p = prepare(ws, name, now=now, plan_commit=plan_commit, executor_for=executor_for,
                 site_override=site_override)
     return finish(p, p.executor.poll(p.job_ids, p.names), now=now, plan_commit=plan_commit)
 
 
-def prepare(ws: Workspace, name: str, *, plan_commit: str | None, executor_for: ExecutorFactory,
-            site_override: str | None = None) -> Prepared:
-    """Analyse, render the run files, read the status: everything before the poll."""
+def prepare(ws: Workspace, name: str, *, now: str, plan_commit: str | None,
+            executor_for: ExecutorFactory, site_override: str | None = None) -> Prepared:
+    """Analyse, render the run files, read the status and apply the retry requests that are
+    due (before the poll, so that a new attempt's job name is looked up like any pending
+    one's): everything before the poll."""
     a = analyse(ws, ws.experiment_dir(name) / PLAN_FILE, site_override)
     executor = executor_for(a.site)
     before = read_status(ws.experiment_dir(name) / STATUS_FILE)
     status = initial(a.expansion, name) if before is None else sync(before, a.expansion, name)
+    status, retried, refused = retry_requests.apply_due(ws, name, status, now)
     ctx = render_context(a, status)
     files = render_files(ctx, a.expansion.runs, a.expansion.evaluations, plan_commit)
     actions = plan_writes(a.work_dir, files)
@@ -164,8 +168,10 @@ def prepare(ws: Workspace, name: str, *, plan_commit: str | None, executor_for: 
                               f"{x.path} was {x.detail}; not overwritten, its run is held "
                               f"(hint: `tunegit scaffold {name} --force` to overwrite)")
                    for x in actions if x.action == CONFLICT)
+    errors += tuple(CycleError(name, records.REQUEST_REFUSED, why) for why in refused)
     return Prepared(name, a, executor, ctx, files, frozenset(conflicted_runs(actions)), errors,
-                    status, tuple(live_job_ids(status)), tuple(wanted_names(name, status)))
+                    status, tuple(live_job_ids(status)), tuple(wanted_names(name, status)),
+                    retried)
 
 
 def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> ExperimentResult:
@@ -191,8 +197,8 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> Exp
     changed = write_if_changed(a.ws.experiment_dir(name) / STATUS_FILE, dump(status))
     crashpoint("after_status_write")
     results = _results(a, status, decision.transitions + harvested)
-    return ExperimentResult(decision.transitions + harvested + submitted, changed, status,
-                            tuple(errors + submit_errors), results)
+    return ExperimentResult(p.retried + decision.transitions + harvested + submitted, changed,
+                            status, tuple(errors + submit_errors), results)
 
 
 def _results(a: Analysis, status: StatusFile,
