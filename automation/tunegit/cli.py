@@ -186,6 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-wait", action="store_true", help="submit what is ready and return")
 
+    p = sub.add_parser(
+        "dataset",
+        help="make a dataset for the example task (words_<L>L_80P_<N>.json)",
+        description="Write tasks/capitalization/input/words_<L>L_80P_<N>.json: N distinct "
+        "pronounceable words of L letters, split 80/10/10 into train, validation and test, "
+        "each {\"input\": word, \"output\": Word}. The same numbers and seed give the same "
+        "file.",
+    )
+    p.add_argument("kind", choices=("capitalization",), help="which dataset")
+    p.add_argument("--letters", type=int, required=True, metavar="L", help="letters per word")
+    p.add_argument("--words", type=int, required=True, metavar="N", help="how many words")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out-dir", metavar="DIR",
+                   help="directory to write into (default: tasks/capitalization/input)")
+
     p = sub.add_parser("tiny-model", help="create the tiny Llama used by the demo (no model hub)")
     p.add_argument("--site", default="local", help="put it in this site's models_dir")
     p.add_argument("--dest", help="directory to create (default: <models_dir>/tiny-llama)")
@@ -276,6 +291,7 @@ COMMANDS = {
     "schema": "tunegit.commands.schema",
     "scaffold": "tunegit.commands.scaffold",
     "run": "tunegit.commands.run",
+    "dataset": "tunegit.commands.dataset",
     "tiny-model": "tunegit.commands.tiny_model",
     "results": "tunegit.commands.results",
     "report": "tunegit.commands.report",
