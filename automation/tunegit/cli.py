@@ -10,6 +10,7 @@ from typing import Any
 
 from tunegit import __version__
 from tunegit.errors import run_guarded
+from tunegit.version import DEFAULT_URL
 
 DESCRIPTION = """\
 tunegit: GitOps for LLM fine-tuning experiments.
@@ -114,6 +115,24 @@ def _add_guard_status(sub: Any) -> None:
     p.add_argument("--base", metavar="REV", help="check the commits REV..HEAD instead (CI)")
 
 
+def _add_init(sub: Any) -> None:
+    p = sub.add_parser(
+        "init",
+        help="make a lab's own experiments repository: sites, hooks, CI, an example task",
+        description="Write what a new experiments repository needs for its first commit: "
+        "sites/local.yaml and a SLURM site to fill in, .gitignore, a .pre-commit-config.yaml "
+        "and CI workflow pinning tunegit's hooks and checks at this version's tag, the "
+        "example capitalization task and a README. Each file is reported as create, "
+        "identical, update or conflict; files changed by hand are left alone.",
+    )
+    p.add_argument("dir", nargs="?", default=".", help="the repository (default: here); "
+                   "created if missing")
+    p.add_argument("--tunegit-url", default=DEFAULT_URL, metavar="URL",
+                   help=f"tunegit's git repository, for the hooks and CI (default: {DEFAULT_URL})")
+    p.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+    p.add_argument("--force", action="store_true", help="overwrite files changed by hand")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunegit",
@@ -129,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    _add_init(sub)
     p = sub.add_parser(
         "new", help="write a commented skeleton plan experiments/NAME/experiment.yaml"
     )
@@ -285,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {
+    "init": "tunegit.commands.init",
     "new": "tunegit.commands.new",
     "check": "tunegit.commands.check",
     "estimate": "tunegit.commands.estimate",
