@@ -93,3 +93,11 @@ def test_the_hint_for_other_places_and_other_names() -> None:
         "'data/my words'`, or fix the path")
     assert missing_dataset_hint("data/qa.json") == (
         "fix the path, or add the file (a {train, validation, test} JSON)")
+
+
+def test_out_dir_is_relative_to_dash_c(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "experiments").mkdir()
+    code, _, err = run_cli(capsys, tmp_path, "dataset", "capitalization", "--letters", "4",
+                           "--words", "50", "--out-dir", "data")
+    assert code == 0, err
+    assert (tmp_path / "data" / file_name(4, 50)).is_file()

@@ -170,3 +170,10 @@ def test_pre_commit_accepts_the_lab_s_config(lab: Path) -> None:
     proc = subprocess.run([str(exe), "validate-config", ".pre-commit-config.yaml"], cwd=lab,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_relative_dir_is_under_dash_c(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, tmp_path, "init", "lab")
+    assert code == 0, err
+    assert (tmp_path / "lab" / "sites" / "local.yaml").is_file()

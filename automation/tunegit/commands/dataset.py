@@ -22,7 +22,10 @@ def main(args: argparse.Namespace) -> int:
         raise TunegitError(f"--words {args.words}: must be >= {MIN_WORDS}",
                            hint="fewer leaves the validation and test splits empty, e.g. "
                            "--words 200")
-    out_dir = Path(args.out_dir) if args.out_dir else workspace(args).root / INPUT_DIR
+    if args.out_dir:  # relative to -C, like every path on tunegit's command line
+        out_dir = Path(args.root or ".") / args.out_dir
+    else:
+        out_dir = workspace(args).root / INPUT_DIR
     try:
         path = write_dataset(out_dir, args.letters, args.words, args.seed)
     except ValueError as exc:

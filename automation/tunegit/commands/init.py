@@ -25,7 +25,7 @@ def init_files(tunegit_url: str) -> dict[str, str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    root = Path(args.dir).resolve()
+    root = (Path(args.root or ".") / args.dir).resolve()  # a relative DIR is under -C
     if root.exists() and not root.is_dir():
         raise TunegitError(f"{args.dir} is a file", hint="give a directory for the repository")
     files = init_files(args.tunegit_url)
