@@ -136,10 +136,25 @@ def test_relative_paths_are_relative_to_dash_c(tmp_path: Path,
     assert err.startswith(f"experiments/{DEMO}/runs_plan.md: is missing\n")
 
 
-def test_no_experiments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_cli(capsys, make_repo(tmp_path), "check")
+def test_no_experiments_yet_checks_the_sites_and_passes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A lab's first commit has sites and no experiment: the site hook must pass on it."""
+    repo = make_repo(tmp_path)
+    code, out, err = run_cli(capsys, repo, "check")
+    assert (code, err) == (0, "")
+    assert out == ("no experiments yet (sites checked: della, local); `tunegit new NAME` starts "
+                   "one\n")
+    assert run_cli(capsys, repo, "check", "--quiet")[:2] == (0, "")
+
+
+def test_no_experiments_yet_and_a_bad_site_fails_at_its_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = make_repo(tmp_path)
+    site = repo / "sites" / "local.yaml"
+    site.write_text(site.read_text().replace("max_parallel: 2", "max_parallel: two"))
+    code, _, err = run_cli(capsys, repo, "check", "--quiet")
     assert code == 1
-    assert err == "error: no experiments found\nhint: `tunegit new NAME` starts one\n"
+    assert err.startswith("sites/local.yaml:9:15: max_parallel: Input should be a valid integer")
 
 
 def test_new_writes_a_skeleton_that_checks(tmp_path: Path,

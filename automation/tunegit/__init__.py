@@ -1,3 +1,5 @@
 """tunegit: GitOps for LLM fine-tuning experiments."""
 
-__version__ = "0.1.0"
+from tunegit.version import version as _version
+
+__version__ = _version()

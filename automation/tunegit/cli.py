@@ -10,6 +10,7 @@ from typing import Any
 
 from tunegit import __version__
 from tunegit.errors import run_guarded
+from tunegit.version import DEFAULT_URL
 
 DESCRIPTION = """\
 tunegit: GitOps for LLM fine-tuning experiments.
@@ -123,6 +124,24 @@ def _add_guard_status(sub: Any) -> None:
     p.add_argument("--base", metavar="REV", help="check the commits REV..HEAD instead (CI)")
 
 
+def _add_init(sub: Any) -> None:
+    p = sub.add_parser(
+        "init",
+        help="make a lab's own experiments repository: sites, hooks, CI, an example task",
+        description="Write what a new experiments repository needs for its first commit: "
+        "sites/local.yaml and a SLURM site to fill in, .gitignore, a .pre-commit-config.yaml "
+        "and CI workflow pinning tunegit's hooks and checks at this version's tag, the "
+        "example capitalization task and a README. Each file is reported as create, "
+        "identical, update or conflict; files changed by hand are left alone.",
+    )
+    p.add_argument("dir", nargs="?", default=".", help="the repository (default: here); "
+                   "created if missing")
+    p.add_argument("--tunegit-url", default=DEFAULT_URL, metavar="URL",
+                   help=f"tunegit's git repository, for the hooks and CI (default: {DEFAULT_URL})")
+    p.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+    p.add_argument("--force", action="store_true", help="overwrite files changed by hand")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunegit",
@@ -138,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    _add_init(sub)
     p = sub.add_parser(
         "new", help="write a commented skeleton plan experiments/NAME/experiment.yaml"
     )
@@ -195,6 +215,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between status checks (default: site's, 2 s locally)",
     )
     p.add_argument("--no-wait", action="store_true", help="submit what is ready and return")
+
+    p = sub.add_parser(
+        "dataset",
+        help="make a dataset for the example task (words_<L>L_80P_<N>.json)",
+        description="Write tasks/capitalization/input/words_<L>L_80P_<N>.json: N distinct "
+        "pronounceable words of L letters, split 80/10/10 into train, validation and test, "
+        "each {\"input\": word, \"output\": Word}. The same numbers and seed give the same "
+        "file.",
+    )
+    p.add_argument("kind", choices=("capitalization",), help="which dataset")
+    p.add_argument("--letters", type=int, required=True, metavar="L", help="letters per word")
+    p.add_argument("--words", type=int, required=True, metavar="N", help="how many words")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out-dir", metavar="DIR",
+                   help="directory to write into (default: tasks/capitalization/input)")
 
     p = sub.add_parser("tiny-model", help="create the tiny Llama used by the demo (no model hub)")
     p.add_argument("--site", default="local", help="put it in this site's models_dir")
@@ -284,12 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {
+    "init": "tunegit.commands.init",
     "new": "tunegit.commands.new",
     "check": "tunegit.commands.check",
     "estimate": "tunegit.commands.estimate",
     "schema": "tunegit.commands.schema",
     "scaffold": "tunegit.commands.scaffold",
     "run": "tunegit.commands.run",
+    "dataset": "tunegit.commands.dataset",
     "tiny-model": "tunegit.commands.tiny_model",
     "results": "tunegit.commands.results",
     "report": "tunegit.commands.report",

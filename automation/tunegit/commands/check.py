@@ -13,7 +13,7 @@ from tunegit.core import status as status_mod
 from tunegit.edges import retry_requests
 from tunegit.edges.analysis import Analysis, analyse
 from tunegit.edges.workspace import DESIGN_LOG, PLAN_FILE, PLAN_MD, STATUS_FILE, Workspace
-from tunegit.errors import PlanError, Problem, TunegitError
+from tunegit.errors import PlanError, Problem
 from tunegit.files import read_status, write_if_changed
 from tunegit.render.plandoc import rendered_from, strip_timestamps
 from tunegit.spec.retry import RETRY_FILE
@@ -130,11 +130,23 @@ def _status(a: Analysis, write: bool, fix: str) -> list[Problem]:
     return [Problem(shown, what, hint=fix)]
 
 
+def check_sites_only(ws: Workspace, quiet: bool) -> int:
+    """A repository with no experiment yet (a lab's first commit): its site files are what
+    there is to check; a bad one fails like a plan, at its line."""
+    sites = ws.sites()
+    for name in sites:
+        ws.load_site(name)
+    if not quiet:
+        checked = f"sites checked: {', '.join(sites)}" if sites else "no sites either"
+        out(f"no experiments yet ({checked}); `tunegit new NAME` starts one")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     ws = workspace(args)
     files = plan_files(ws, args.paths, Path(args.root) if args.root else None)
     if not files:
-        raise TunegitError("no experiments found", hint="`tunegit new NAME` starts one")
+        return check_sites_only(ws, args.quiet)
     immutable = _immutability(ws, args.base, announce=not args.write)
     failed = 0
     for rel in ws.links() if not args.paths else ():

@@ -21,8 +21,10 @@ tools: {{preparation: torchtune, evaluation: inspect-ai}}
 
 models:                        # HF ids; directories under the site's models_dir
   - meta-llama/Llama-3.2-1B-Instruct
+# {{train, validation, test}} splits; `tunegit dataset capitalization --letters 5 --words 200`
+# makes this one
 dataset:
-  path: tasks/capitalization/input/words_5L_80P_200.json   # {{train, validation, test}} splits
+  path: tasks/capitalization/input/words_5L_80P_200.json
 
 factors:                       # cartesian product; `model`, `dataset` or any training key
   lora_rank: [4, 64]

@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 from collections import Counter
 
-from tunegit.commands.common import out, warn, workspace
+from tunegit.commands.common import out, report_writes, warn, workspace
 from tunegit.edges.analysis import analyse
 from tunegit.edges.gitinfo import head_commit
 from tunegit.edges.scaffold import (
@@ -27,11 +27,8 @@ def main(args: argparse.Namespace) -> int:
     ctx = render_context(a)
     files = render_files(ctx, a.expansion.runs, a.expansion.evaluations, head_commit(ws.root))
     actions = plan_writes(a.work_dir, files, force=args.force)
-    for act in actions:
-        if act.action != "identical" or args.dry_run:
-            out(f"{act.action:>9}  {act.path}" + (f"  ({act.detail})" if act.detail else ""))
+    summary = report_writes(actions, show_identical=args.dry_run)
     counts = Counter(x.action for x in actions)
-    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     if args.dry_run:
         out(f"dry run: {summary}; nothing written under {a.work_dir}")
     else:

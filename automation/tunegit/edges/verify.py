@@ -8,6 +8,8 @@ machine (a CI runner cannot see the cluster's scratch), the check says
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +186,23 @@ def _dataset_needs(plan: Plan, exp: Expansion) -> dict[str, tuple[set[str], tupl
     return needs
 
 
+# The name `tunegit dataset capitalization` gives its files (generators/datagen.file_name).
+_GENERATED = re.compile(r"words_(?P<letters>\d+)L_80P_(?P<words>\d+)\.json")
+
+
+def missing_dataset_hint(rel: str) -> str:
+    """The command that makes a missing dataset, where its name says it is a generated one."""
+    match = _GENERATED.fullmatch(Path(rel).name)
+    if match is None:
+        return "fix the path, or add the file (a {train, validation, test} JSON)"
+    command = (f"tunegit dataset capitalization --letters {int(match['letters'])} "
+               f"--words {int(match['words'])}")
+    parent = Path(rel).parent.as_posix()
+    if parent != "tasks/capitalization/input":
+        command += f" --out-dir {shlex.quote(parent)}"
+    return f"make it with `{command}`, or fix the path"
+
+
 def _verify_dataset(ws: Workspace, site: Site, rel: str, needed: set[str], doc: Located,
                     where: tuple[Any, ...]) -> tuple[DatasetInfo | None, Check, Problem | None]:
     found, visible = _find_dataset(ws, site, rel)
@@ -194,7 +213,7 @@ def _verify_dataset(ws: Workspace, site: Site, rel: str, needed: set[str], doc: 
                                "the site's data_dir is not visible from this machine"), None
         return None, Check("VERIFY_DATASET", rel, command, "missing", False, "training data"), \
             doc.problem(where, f"dataset {rel} not found",
-                        hint="generate it (tasks/capitalization/generate.py) or fix the path")
+                        hint=missing_dataset_hint(rel))
     roots = [ws.root] + ([ws.site_dir(site.data_dir)] if site.data_dir else [])
     if not Path(rel).is_absolute() and not _inside(found, *roots):
         return None, Check("VERIFY_DATASET", rel, command, "outside its root", False, ""), \

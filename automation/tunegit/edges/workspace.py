@@ -155,7 +155,10 @@ class Workspace:
         path = self.site_path(name)
         if not path.is_file():
             message = f"no site file sites/{name}.yaml"
-            hint = f"known sites: {', '.join(self.sites()) or 'none'}"
+            known = self.sites()
+            hint = (f"known sites: {', '.join(known)}" if known else
+                    "no sites yet: `tunegit init` writes sites/local.yaml (this machine) and "
+                    "sites/cluster.yaml (a SLURM site to fill in)")
             if located_plan is not None:
                 raise PlanError(problems=[located_plan.problem(("site",), message, hint)])
             raise TunegitError(message, hint=hint)

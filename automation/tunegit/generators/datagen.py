@@ -55,10 +55,15 @@ def file_name(word_len: int, num_words: int) -> str:
     return f"words_{word_len}L_{TRAIN_PERCENT}P_{num_words}.json"
 
 
+def dataset_text(word_len: int, num_words: int, seed: int = 0) -> str:
+    """The file's text: the dataset as indented JSON."""
+    return json.dumps(make_dataset(word_len, num_words, seed), indent=1) + "\n"
+
+
 def write_dataset(directory: Path, word_len: int, num_words: int, seed: int = 0) -> Path:
     """Write the dataset as ``directory/words_<L>L_80P_<N>.json``; return its path."""
     path = directory / file_name(word_len, num_words)
+    text = dataset_text(word_len, num_words, seed)  # before mkdir: it may refuse the numbers
     directory.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(make_dataset(word_len, num_words, seed), indent=1) + "\n"
     path.write_text(text)
     return path

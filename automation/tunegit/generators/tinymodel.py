@@ -26,6 +26,7 @@ from typing import Any
 from tunegit.errors import TunegitError
 from tunegit.generators.datagen import pronounceable_words
 from tunegit.spec.models import TINY_ARCH
+from tunegit.version import install_hint
 
 VOCAB_SIZE = 512
 CHAT_TEMPLATE = (
@@ -37,7 +38,7 @@ CHAT_TEMPLATE = (
     "{{ m['content'] }} [/INST]"
     "{% endif %}{% endfor %}"
 )
-TRAIN_EXTRA_HINT = "pip install -e '.[train]'"
+TRAIN_EXTRA_HINT = install_hint("train")
 # Copying is learnt to ~94% of held-out five-letter words at this length, batch and rate
 # (measured on two CPU cores: about a minute and a half).
 PRETRAIN_STEPS = 1500

@@ -28,6 +28,7 @@ from tunegit.render.templating import render_template
 from tunegit.spec.plan import EvalTask
 from tunegit.tools.base import EVAL_MISSING, EvalResult, RenderContext
 from tunegit.tools.slurm_header import header_context
+from tunegit.version import install_hint
 
 if TYPE_CHECKING:
     from tunegit.core.results import SampleTable
@@ -147,7 +148,7 @@ def read_result(ctx: RenderContext, run: Run, evaluation: Evaluation) -> EvalRes
 
 
 def _not_installed() -> TunegitError:
-    return TunegitError("inspect-ai is not installed", hint="pip install -e '.[train]'")
+    return TunegitError("inspect-ai is not installed", hint=install_hint("train"))
 
 
 def read_eval_result(log_dir: str | Path) -> EvalResult:
