@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from test_tiny_pipeline import REPO, run_script, scaffold
 from tunegit.core.expand import expand
 from tunegit.spec.plan import Plan
 from tunegit.spec.site import Site
 from tunegit.tools import RenderContext, inspect_ai, torchtune
-
-from test_tiny_pipeline import REPO, run_script, scaffold
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]
 
