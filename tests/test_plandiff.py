@@ -350,6 +350,10 @@ def test_without_an_upstream_the_check_says_what_it_did_not_check(
     repo = planned_repo(tmp_path)
     capsys.readouterr()
     assert tunegit(["-C", str(repo), "check", "--quiet", "experiments/exp1"]) == 0
+    assert capsys.readouterr().out == ""  # nothing submitted yet: nothing to protect
+    assert tunegit(["-C", str(repo), "run", "exp1", "--no-wait"]) == 0  # a job id recorded
+    capsys.readouterr()
+    assert tunegit(["-C", str(repo), "check", "--quiet", "experiments/exp1"]) == 0
     assert capsys.readouterr().out == (
         "note: this branch has no upstream, so changes to submitted runs are checked in CI "
         "only (`git branch --set-upstream-to origin/main` checks them here)\n")

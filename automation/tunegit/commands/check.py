@@ -184,13 +184,14 @@ def main(args: argparse.Namespace) -> int:
 def _immutability(ws: Workspace, base: str | None, announce: bool) -> dict[str, list[Problem]]:
     """Changes to submitted runs against ``base``, else the last pushed state (the upstream
     branch, whose runs_status.yaml the watcher pushed), by plan file; outside git, nothing.
-    ``announce``: say so when a repository's branch has no upstream to compare with."""
+    ``announce``: say so when a repository's branch has no upstream to compare with and
+    some run was submitted (before that there is nothing to protect, and nothing to say)."""
     from tunegit.edges.gitinfo import head_commit, upstream
     from tunegit.edges.plandiff import immutability_problems
 
     base = base or upstream(ws.root)
     if base is None:
-        if announce and head_commit(ws.root) is not None:
+        if announce and _any_submitted(ws) and head_commit(ws.root) is not None:
             out("note: this branch has no upstream, so changes to submitted runs are checked "
                 "in CI only (`git branch --set-upstream-to origin/main` checks them here)")
         return {}
@@ -198,3 +199,14 @@ def _immutability(ws: Workspace, base: str | None, announce: bool) -> dict[str, 
     for p in immutability_problems(ws, base):
         by_file.setdefault(p.file, []).append(p)
     return by_file
+
+
+def _any_submitted(ws: Workspace) -> bool:
+    for name in ws.experiments():
+        try:
+            status = read_status(ws.experiment_dir(name) / STATUS_FILE)
+        except (status_mod.StatusFormatError, ValueError):
+            continue
+        if status is not None and any(step.job_id for _, _, step in status.steps()):
+            return True
+    return False
