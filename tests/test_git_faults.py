@@ -12,6 +12,7 @@ remote moves between the watcher's fetch and its push, as when a merge lands at 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import time
@@ -21,7 +22,7 @@ import pytest
 
 from gitfixtures import clone, commit_all, git, tunegit
 from planfixtures import tiny_plan
-from tunegit.core.status import parse
+from tunegit.core.status import dump, parse
 from tunegit.edges.gitstore import STALE_LOCK_S, GitStore, GitStoreError
 from tunegit.edges.workspace import STATUS_FILE
 from tunegit.loop.cycle import WatchConfig, reconcile_once
@@ -323,3 +324,71 @@ def test_a_force_push_that_drops_only_status_commits_gets_them_pushed_again(
     assert parse(again).steps() and all(
         parse(again).step(run, key).job_id == step.job_id
         for run, key, step in parse(recorded).steps() if step.job_id)
+
+
+def test_a_direct_push_that_edits_status_by_hand_is_undone_in_a_commit_naming_it(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A push past guard-status (a direct push to main) marks a failed fine-tune completed:
+    the watcher must not evaluate a checkpoint that does not exist; it puts tunegit's record
+    back, in a status commit that names the edit and its author, and says so in its log."""
+    laptop, watcher, _ = setup(origin, tmp_path)
+    rel = f"experiments/exp1/{STATUS_FILE}"
+    for _ in range(60):
+        reconcile_once(WatchConfig(watcher, backoff_s=0))
+        record = parse(git(origin, "show", f"main:{rel}"))
+        if all(step.status in ("failed", "blocked", "skipped")
+               for _, key, step in record.steps() if key is None):
+            break
+        time.sleep(1)
+    run = next(r for r, key, step in record.steps() if key is None and step.status != "skipped")
+    before = record.step(run, None)
+    git(laptop, "pull", "-q", "--ff-only")
+    status = laptop / rel
+    edited = record.with_step(run, None, dataclasses.replace(before, status="completed",
+                                                             reason=None, message=None))
+    status.write_text(dump(edited))
+    edit = commit_all(laptop, "Mark it done", author="Mallory")
+    git(laptop, "push", "-q", "origin", "HEAD:main")
+    capsys.readouterr()
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 0
+    out = capsys.readouterr().out
+    assert f"commit {edit[:10]} by Mallory" in out and "restored" in out, out
+    after = parse(git(origin, "show", f"main:{rel}"))
+    assert after.step(run, None) == before  # tunegit's record, not the edit
+    assert all(step.status != "submitted" for _, key, step in after.steps() if key)
+    log = git(origin, "log", "--format=%s%n%b", "-1", "--grep=record restored", "main")
+    assert "status(exp1): tunegit's record restored" in log
+    assert f"commit {edit[:10]} by Mallory <author@example.com>" in log
+    assert GitStore(watcher).is_own(git(origin, "log", "-1", "--format=%H",
+                                        "--grep=record restored", "main").strip())
+    assert git(watcher, "status", "--porcelain") == ""
+
+
+def test_a_plan_change_pushed_under_a_running_job_leaves_its_files_as_submitted(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A direct push changes the learning rate of a run whose job is running: its
+    finetune.yaml must not change under the job (the record says what ran), and the watcher
+    says so. The job really runs: the site's activate line keeps it busy for a while."""
+    laptop, watcher, _ = setup(origin, tmp_path)
+    site = laptop / "sites" / "local.yaml"
+    site.write_text(site.read_text() + "environment: {activate: 'sleep 30'}\n")
+    assert tunegit(["-C", str(laptop), "check", "--write", "-q", "experiments/exp1"]) == 0
+    commit_all(laptop, "A slow site")
+    git(laptop, "push", "-q", "origin", "HEAD:main")
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 0
+    config = next((watcher / ".tunegit" / "outputs" / "exp1").glob("*/finetune.yaml"))
+    submitted = config.read_text()
+    assert "lr: 0.01" in submitted
+    git(laptop, "pull", "-q", "--ff-only")
+    plan = laptop / "experiments" / "exp1" / "experiment.yaml"
+    plan.write_text(plan.read_text().replace("learning_rate: 1.0e-2", "learning_rate: 5.0e-3"))
+    # (the local check refuses it against origin/main; pushed without the hooks)
+    assert tunegit(["-C", str(laptop), "check", "-q", "experiments/exp1"]) == 1
+    commit_all(laptop, "Lower the learning rate", author="Mallory")
+    git(laptop, "push", "-q", "origin", "HEAD:main")
+    capsys.readouterr()
+    assert tunegit(["-C", str(watcher), "reconcile", "--once"]) == 1
+    err = capsys.readouterr().err
+    assert f"run {config.parent.name}: the plan changed under its " in err, err
+    assert "files are kept as submitted" in err and "Traceback" not in err
+    assert config.read_text() == submitted  # lr: 0.01, as the job was started with

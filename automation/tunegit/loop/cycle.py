@@ -16,6 +16,8 @@
 4. pick experiments that human commits changed since the last reconciled commit, or that
    had live jobs or work left after the last cycle (the saved state: an idle cycle reads
    no status file);
+   put back any record of runs_status.yaml a human commit edited by hand (a direct push
+   past guard-status), in a status commit naming it (loop.repair);
 5. refuse those whose site requires signed commits when the plan commit is not (loop.trust);
 6. `engine.cycle(...)` with plan_commit = the newest human commit on the branch;
 7. at most one commit for the status and results files written, then push (rebase and
@@ -47,6 +49,7 @@ from tunegit.edges.workspace import STATUS_FILE, Workspace
 from tunegit.executors import ExecutorFactory, executor_factory
 from tunegit.files import read_status, utc_now, write_if_changed
 from tunegit.loop import engine
+from tunegit.loop.repair import restore_damaged, restore_hand_edits, restore_message
 from tunegit.loop.trust import untrusted
 
 STATE_FILE = "tunegit-state.json"
@@ -109,6 +112,7 @@ class CycleReport:
     set_aside: tuple[str, ...] = ()  # untracked results files moved out of the way
     restored: tuple[str, ...] = ()  # damaged status files put back as last committed
     lease_note: str = ""  # taken over from another watcher, or a renewal that failed
+    undone: tuple[str, ...] = ()  # human hand edits to status records, put back
 
     def summary(self) -> str:
         if self.skipped:
@@ -127,6 +131,8 @@ class CycleReport:
         if self.set_aside:
             text += (f"; set aside {len(self.set_aside)} untracked results file(s) in "
                      f".git/{STRAY_DIR}/")
+        for line in self.undone:
+            text += f"; {line}"
         if self.lease_note:
             text += f"; {self.lease_note}"
         if self.push is not None and not self.push.pushed:
@@ -180,37 +186,6 @@ def _status_of(ws: Workspace, name: str) -> status_mod.StatusFile | None:
         return read_status(ws.experiment_dir(name) / STATUS_FILE)
     except (status_mod.StatusFormatError, ValueError):
         return None
-
-
-def restore_damaged(store: GitStore, stamp: str) -> tuple[str, ...]:
-    """Put back, as last committed, each status file in the checkout that tunegit cannot
-    have written (status_mod.damage: it does not parse, is cut short, or lost the record of
-    a submitted job), keeping its bytes in .git/tunegit-stray/STAMP/ (one never committed is
-    set aside only). A damaged record is never committed: what happened since the last
-    commit comes back from the scheduler, whose jobs are adopted by name. Only files that
-    differ from the last commit are read. Returns the paths restored."""
-    changed = [*store.dirty_paths(), *store.untracked("experiments")]
-    restored = []
-    for rel in changed:
-        if not _own_file(rel, frozenset({STATUS_FILE})):
-            continue
-        path = store.root / rel
-        committed = store.committed_text(rel)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            text = None
-        except OSError:
-            continue
-        if text is not None and status_mod.damage(text, committed) is None:
-            continue
-        dest = store.git_dir / STRAY_DIR / stamp / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        path.replace(dest)
-        if committed is not None:
-            write_if_changed(path, committed)
-        restored.append(rel)
-    return tuple(restored)
 
 
 def recover(store: GitStore) -> list[str]:
@@ -277,7 +252,7 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
     state_path = store.git_dir / STATE_FILE
     state = WatchState.load(state_path)
     stamp = now().replace(":", "")
-    restored = restore_damaged(store, stamp)
+    restored = restore_damaged(store, stamp, STRAY_DIR)
     recovered = recover(store)
     strays = set_aside_strays(store, stamp)
     synced = store.sync()
@@ -290,12 +265,16 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
             dataclasses.replace(state, lease=observed).save(state_path)
             return CycleReport(plan_commit, (), skipped=claim.message, restored=restored,
                                set_aside=strays)
+    edits = restore_hand_edits(store, state.reconciled, synced.remote)
+    if edits:  # committed now, before any decision reads the edited records
+        store.commit([e.path for e in edits], restore_message(edits))
     ws = Workspace(store.root)
     # Live or pending work is what the last cycle left (state.active): only this watcher
     # writes status files, and a human commit that changes one shows in `changed`. Without a
     # saved state, `changed` is None: every experiment is read once.
     chosen = select(ws.experiments(), store.changed_experiments(state.reconciled, synced.remote),
-                    set(recovered) | {Path(p).parent.name for p in restored}, state.active)
+                    set(recovered) | {Path(p).parent.name for p in restored}
+                    | {e.experiment for e in edits}, state.active)
     refused = untrusted(store, ws, chosen, plan_commit, synced.remote) + linked(ws)
     allowed = tuple(n for n in chosen if n not in {e.experiment for e in refused})
     result = CycleResult((), (), 0, 0)
@@ -314,7 +293,8 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
     WatchState(synced.remote, active, observed).save(state_path)
     return CycleReport(plan_commit, chosen, len(result.transitions), commit, push,
                        refused + result.errors, result.live, result.pending,
-                       set_aside=strays, restored=restored, lease_note=note)
+                       set_aside=strays, restored=restored, lease_note=note,
+                       undone=tuple(e.line() for e in edits))
 
 
 def linked(ws: Workspace) -> tuple[CycleError, ...]:

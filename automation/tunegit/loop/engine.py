@@ -35,6 +35,7 @@ from tunegit.edges.results_files import RESULTS_MD, write_results
 from tunegit.edges.scaffold import (
     CONFLICT,
     apply_writes,
+    body,
     conflicted_runs,
     plan_writes,
     render_context,
@@ -161,17 +162,58 @@ def prepare(ws: Workspace, name: str, *, now: str, plan_commit: str | None,
     status, retried, refused = retry_requests.apply_due(ws, name, status, now)
     ctx = render_context(a, status)
     files = render_files(ctx, a.expansion.runs, a.expansion.evaluations, plan_commit)
-    actions = plan_writes(a.work_dir, files)
+    live = live_runs(status)  # a running job's files are never rewritten under it
+    actions = [x for x in plan_writes(a.work_dir, files) if x.path.split("/")[0] not in live]
+    moved = changed_under_jobs(live, a.work_dir, files,
+                               get_preparation(ctx.plan.tools.preparation).training_files)
     apply_writes(a.work_dir, files, [x for x in actions if x.action != CONFLICT])
     crashpoint("after_render")
     errors = tuple(CycleError(name, records.CONFLICT,
                               f"{x.path} was {x.detail}; not overwritten, its run is held "
                               f"(hint: `tunegit scaffold {name} --force` to overwrite)")
                    for x in actions if x.action == CONFLICT)
+    errors += tuple(CycleError(name, records.CONFLICT,
+                               f"run {run}: the plan changed under its {what} job {job}: its "
+                               "files are kept as submitted and nothing more of it is submitted "
+                               "(hint: revert the change on the branch, or give the changed "
+                               "run a new run name)")
+                    for run, (what, job) in moved.items())
     errors += tuple(CycleError(name, records.REQUEST_REFUSED, why) for why in refused)
-    return Prepared(name, a, executor, ctx, files, frozenset(conflicted_runs(actions)), errors,
+    return Prepared(name, a, executor, ctx, files,
+                    frozenset(conflicted_runs(actions)) | frozenset(moved), errors,
                     status, tuple(live_job_ids(status)), tuple(wanted_names(name, status)),
                     retried)
+
+
+def live_runs(status: StatusFile) -> dict[str, tuple[str, str]]:
+    """Runs whose fine-tuning job is live (submitted or running): {run: (state, job id)}."""
+    return {run: (step.status, step.job_id or "?") for run, key, step in status.steps()
+            if key is None and step.status in LIVE_STATES}
+
+
+def changed_under_jobs(live: Mapping[str, tuple[str, str]], work_dir: Path,
+                       files: Mapping[str, str], training: Sequence[str],
+                       ) -> dict[str, tuple[str, str]]:
+    """Live runs whose training config, rendered now, differs from the one their job runs
+    with (on disk since its submission): a plan change pushed to the branch under a running
+    job. Their files stay as submitted (bash reads a running script as it goes, and the
+    record must say what ran), and nothing more of the run is submitted. A change to a job
+    script's header alone (a time limit moved with new history) is not one: it is written
+    once the job is over."""
+    moved = {}
+    for run, state in live.items():
+        for rel in (f"{run}/{name}" for name in training):
+            on_disk = _text(work_dir / rel)
+            if rel in files and on_disk is not None and body(on_disk) != body(files[rel]):
+                moved[run] = state
+    return moved
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
 
 
 def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> ExperimentResult:

@@ -128,6 +128,7 @@ class PreparationTool(Protocol):
     """A fine-tuning backend (``tools.preparation`` in the plan)."""
 
     name: str
+    training_files: tuple[str, ...]  # in the run's directory: what its job trains from
 
     def render_run(self, ctx: RenderContext, run: Run) -> dict[str, str]: ...
 

@@ -35,6 +35,8 @@ from tunegit.tools.base import RenderContext
 from tunegit.tools.slurm_header import header_context
 
 name = "torchtune"
+# The files a run's job trains from (the engine never rewrites them under a running job).
+training_files = ("finetune.yaml", "setup_finetune.yaml")
 TORCHTUNE_VERSION = "0.6.1"
 CHECKPOINTS = "ck-out"
 VALIDATION_LOSS_FILE = "validation_loss.json"
