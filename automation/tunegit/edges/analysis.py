@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from tunegit.core import warmup
 from tunegit.core.checks import Verification
 from tunegit.core.estimate import PlanEstimate, estimate_plan
 from tunegit.core.expand import Expansion, expand
@@ -84,8 +85,9 @@ def analyse(ws: Workspace, plan_path: Path, site_override: str | None = None) ->
               + _gpu_fit(loaded, site))
     if errors:
         raise PlanError(problems=sorted(errors, key=lambda p: (p.line or 0, p.col or 0)))
-    return Analysis(ws, loaded, site, exp, verification, est,
-                    findings.warnings + verification.warnings, catalog, len(history))
+    warnings = findings.warnings + verification.warnings + tuple(_warmup_fit(loaded, est,
+                                                                              catalog))
+    return Analysis(ws, loaded, site, exp, verification, est, warnings, catalog, len(history))
 
 
 def queue_capacity(ws: Workspace, site: Site) -> int | None:
@@ -119,6 +121,28 @@ def _gpu_fit(loaded: LoadedPlan, site: Site) -> list[Problem]:
     return [loaded.located.problem(
         ("training", "gpus"), f"{gpus} GPUs per job, but site {site.name!r} has {site.gpu.count}",
         hint=f"use gpus <= {site.gpu.count}, or a site with more GPUs (sites/{site.name}.yaml)")]
+
+
+def _warmup_fit(loaded: LoadedPlan, est: PlanEstimate,
+                catalog: models.Catalog | None) -> list[Problem]:
+    """A run shorter than three times its warmup spends most of it warming up."""
+    out = []
+    for r in est.runs:
+        t = r.run.training
+        total = warmup.total_steps(r.steps_per_epoch, t.epochs, t.max_steps_per_epoch)
+        info = models.lookup(r.run.model_id, catalog)
+        test_model = bool(info and info.test_model)
+        steps = warmup.warmup_steps(t.warmup_steps, total, test_model=test_model)
+        if (r.is_control or (test_model and t.warmup_steps is None)
+                or not warmup.too_short(steps, total)):
+            continue  # (the tiny test model's own short warmup is not a lab's choice)
+        field = ("training", "warmup_steps") if t.warmup_steps is not None else ("training",)
+        out.append(loaded.located.problem(
+            field, f"{r.name} has {total} optimizer steps and warms up for {steps}: most of "
+            "the run at a reduced learning rate",
+            hint=f"set training.warmup_steps to at most {max(1, total // warmup.TOO_SHORT)} "
+            "(without it, a run warms up for 5% of its steps)"))
+    return out
 
 
 def _batch_fit(loaded: LoadedPlan, est: PlanEstimate) -> list[Problem]:

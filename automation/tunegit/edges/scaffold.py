@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import tunegit
+from tunegit.core import warmup
 from tunegit.core.expand import Evaluation, Run
 from tunegit.core.status import StatusFile
 from tunegit.edges.analysis import Analysis
@@ -69,7 +70,19 @@ def render_context(a: Analysis, status: StatusFile | None = None) -> RenderConte
         package_root=str(Path(tunegit.__file__).resolve().parents[1]),
         attempts=attempts(status),
         catalog=a.catalog,
+        total_steps=run_steps(a),
     )
+
+
+def run_steps(a: Analysis) -> dict[str, int]:
+    """Each fine-tuning run's optimizer steps, where the estimate knows its dataset."""
+    out = {}
+    for est in a.estimate.runs:
+        t = est.run.training
+        total = warmup.total_steps(est.steps_per_epoch, t.epochs, t.max_steps_per_epoch)
+        if total is not None and not est.is_control:
+            out[est.name] = total
+    return out
 
 
 def attempts(status: StatusFile | None) -> dict[str, int]:

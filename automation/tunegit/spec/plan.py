@@ -91,6 +91,9 @@ class Training(Strict):
     system_prompt: str = ""
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 42
     max_steps_per_epoch: Steps | None = None
+    warmup_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] | None = Field(
+        default=None, description="Learning-rate warmup in optimizer steps; default 5% of the "
+        "run's steps (at least 1, at most 100).")
 
     @field_validator("batch_size")
     @classmethod

@@ -54,6 +54,8 @@ class RenderContext:
     attempts: Mapping[str, int] = dataclasses.field(default_factory=dict)
     # The model catalog (the shipped one merged under the lab's models.yaml); None: shipped.
     catalog: Catalog | None = None
+    # Optimizer steps of each run's fine-tuning (by run name), where the dataset is known.
+    total_steps: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def finetune_minutes(self, run: Run) -> int:
         return self._clamp(self.time_minutes.get(run.name, self.site.slurm.min_time_minutes))

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tunegit.core import warmup
 from tunegit.core.expand import Run, dataset_label
 from tunegit.core.logparse import LossCurve, parse_loss_curve, parse_training_log
 from tunegit.errors import TunegitError
@@ -150,7 +151,8 @@ def config_values(ctx: RenderContext, run: Run) -> dict[str, Any]:
                          "model_type": info.checkpointer_model_type},
         "dataset": _dataset_block(ctx, run, "train", run.packed),
         "dataset_val": _dataset_block(ctx, run, "validation", False) if run.validation else None,
-        "fused_optimizer": device == "cuda", "warmup_steps": 5 if info.test_model else 100,
+        "fused_optimizer": device == "cuda", "warmup_steps": warmup.warmup_steps(
+            run.training.warmup_steps, ctx.total_steps.get(run.name), test_model=info.test_model),
         "device": device, "dtype": dtype,
     }
 
