@@ -40,7 +40,7 @@ def test_unknown_keys_list_the_valid_ones_and_all_errors_come_in_one_pass(
         f"{FILE}:13:3: training.colour: unknown key 'colour'\n  hint: valid keys here are: "
         "epochs, learning_rate, batch_size, lora_rank, lora_dropout, weight_decay, packed, "
         "max_seq_len, validation, gpus, gradient_accumulation_steps, system_prompt, seed, "
-        f"max_steps_per_epoch, warmup_steps\n{FAILED}")
+        f"max_steps_per_epoch, warmup_steps, activation_checkpointing\n{FAILED}")
 
 
 def test_missing_required_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

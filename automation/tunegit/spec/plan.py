@@ -94,6 +94,9 @@ class Training(Strict):
     warmup_steps: Annotated[int, Field(ge=0, le=MAX_STEPS)] | None = Field(
         default=None, description="Learning-rate warmup in optimizer steps; default 5% of the "
         "run's steps (at least 1, at most 100).")
+    activation_checkpointing: bool = Field(
+        default=False, description="Recompute activations in the backward pass: less GPU "
+        "memory for longer sequences or larger batches, about a third more time.")
 
     @field_validator("batch_size")
     @classmethod

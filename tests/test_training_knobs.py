@@ -1,7 +1,8 @@
-"""Warmup is a share of the run: 5% of its optimizer steps by default (1..100), the plan's
-own value when it sets one, and a warning when a run is shorter than three warmups. The
-figures come from the real analysis of a plan on the della site (1,000 words, 80% for
-training: 800 examples / batch 4 = 200 steps per epoch, 2 epochs = 400 steps)."""
+"""Training knobs real runs need. Warmup is a share of the run: 5% of its optimizer steps
+by default (1..100), the plan's own value when it sets one, and a warning when a run is
+shorter than three warmups. The figures come from the real analysis of a plan on the
+della site (1,000 words, 80% for training: 800 examples / batch 4 = 200 steps per epoch,
+2 epochs = 400 steps). Activation checkpointing reaches torchtune's own key."""
 
 from __future__ import annotations
 
@@ -54,3 +55,14 @@ def test_a_warmup_longer_than_a_third_of_the_run_is_warned_at_its_line(
     assert re.search(r"experiments/exp/experiment\.yaml:\d+:\d+: training\.warmup_steps: "
                      r"\S+_rank4 has 400 optimizer steps and warms up for 300", err), err
     assert "hint: set training.warmup_steps to at most 133" in err
+
+
+def test_activation_checkpointing_reaches_torchtune_s_key(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", plans={"exp": minimal_plan(
+        "exp", ("training:\n", "training:\n  activation_checkpointing: true\n"))})
+    a = analyse(Workspace(root), root / "experiments" / "exp" / "experiment.yaml")
+    ctx = render_context(a)
+    run = next(r for r in a.expansion.runs if not r.is_control)
+    text = torchtune.render_run(ctx, run)[f"{run.name}/finetune.yaml"]
+    # the key torchtune 0.6.1's lora_finetune_single_device recipe reads
+    assert "\nenable_activation_checkpointing: true\n" in text
