@@ -228,7 +228,8 @@ def test_factor_not_allowed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         f"{FILE}:8:9: factors.gpus: 'gpus' cannot be a factor\n"
         "  hint: factors may be: model, dataset, epochs, learning_rate, batch_size, lora_rank, "
         "lora_dropout, weight_decay, packed, max_seq_len, validation, "
-        "gradient_accumulation_steps, system_prompt, seed, warmup_steps, activation_checkpointing\n",
+        "gradient_accumulation_steps, system_prompt, seed, warmup_steps, "
+        "activation_checkpointing\n",
     )
 
 
