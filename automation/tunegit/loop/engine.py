@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tunegit.core import records
 from tunegit.core.jobplan import JobPlan, log_path
-from tunegit.core.reconcile import Submission, decide, live_job_ids, wanted_names
+from tunegit.core.reconcile import Submission, decide, deferred, live_job_ids, wanted_names
 from tunegit.core.records import CycleError, CycleResult, Transition
 from tunegit.core.states import (
     COMPLETED,
@@ -265,34 +265,49 @@ def _submit(executor: Executor, status: StatusFile, subs: Sequence[Submission], 
              if step.job_name and step.job_id}
     errors: list[CycleError] = []
     crashpoint("before_sbatch")
+    refusal: SubmitError | None = None
     try:
         # Both executors take `known` (name -> id of jobs submitted earlier, for `after`).
         ids = executor.submit(list(specs.values()), known=known)
     except SubmitError as exc:
         # What did go in before the refusal is recorded like any other submission.
-        ids = exc.submitted
-        errors.append(CycleError(a.name, records.SUBMIT_REFUSED,
-                                 f"the scheduler refused {exc.job_name}: {exc}"))
-        refused = str(exc)
-    else:
-        refused = ""
+        ids, refusal = exc.submitted, exc
+        errors.append(_refused(a.name, exc, len(subs) - len(ids)))
     crashpoint("after_sbatch")
     transitions = []
     for sub in subs:
         old = status.step(sub.run, sub.key)
         job_id = ids.get(sub.name)
         if job_id is None:
-            if not refused:
+            if refusal is None:
                 continue
-            new = old.moved(FAILED, now, reason=REASON_SUBMIT_FAILED, message=refused[-500:])
+            if refusal.transient:  # nothing lost: pending, tried again after a back-off
+                status = status.with_step(sub.run, sub.key,
+                                          deferred(old, now, refusal.words[-500:],
+                                                   a.site.slurm.submit_retry_s))
+                continue
+            new = old.moved(FAILED, now, reason=REASON_SUBMIT_FAILED,
+                            message=str(refusal)[-500:], refusals=None, next_try=None)
         else:
             new = old.moved(SUBMITTED, now, job_id=job_id, job_name=sub.name,
                             attempt=sub.attempt,
                             submitted_from=plan_commit,
                             rendered_hash=run_files_hash(files, sub.run),
                             submitted=now, log=str(specs[sub.name].log),
-                            message=None, reason=None, estimate=_planned(a, sub))
+                            message=None, reason=None, estimate=_planned(a, sub),
+                            refusals=None, next_try=None)
         status = status.with_step(sub.run, sub.key, new)
         transitions.append(Transition(a.name, sub.run, sub.key, old.status, new.status, job_id,
                                       new.reason))
     return status, tuple(transitions), errors
+
+
+def _refused(experiment: str, exc: SubmitError, left: int) -> CycleError:
+    if exc.transient:
+        return CycleError(experiment, records.SUBMIT_DEFERRED,
+                          f"the scheduler refused {exc.job_name} for now: {exc.words}; "
+                          f"{left} step(s) stay pending and are tried again after a back-off "
+                          "(`tunegit status` shows when)")
+    return CycleError(experiment, records.SUBMIT_REFUSED,
+                      f"the scheduler refused {exc.job_name}: {exc.words}; {left} step(s) failed "
+                      "(hint: fix the site file or the plan, then `tunegit retry`)")

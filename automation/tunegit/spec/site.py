@@ -44,6 +44,10 @@ class Slurm(Strict):
     extra_sbatch: list[str] = Field(default_factory=list,
                                     description="More `#SBATCH` options, e.g. `--mail-type=END`.")
     poll_interval_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
+    submit_retry_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        default=60.0, description="After sbatch refuses a job for now (a QOS or partition "
+        "limit, a busy controller) it is tried again this much later, twice as late after "
+        "each refusal in a row, at most 30 minutes later.")
 
 
 class Environment(Strict):
