@@ -229,6 +229,32 @@ def test_a_submission_refused_by_a_qos_cap_stays_pending_and_a_later_cycle_submi
     assert Slurm.ids(evaluation) == [after["job_id"]]
 
 
+def test_a_site_submit_cap_drip_feeds_jobs_across_experiments_and_cycles(
+        origin: Path, tmp_path: Path, slurm: Slurm) -> None:
+    capped = site(HOLD).replace("slurm:\n", "max_submitted: 1\nslurm:\n", 1)
+    assert "max_submitted: 1\n" in capped
+    watcher, names = repo_with(origin, tmp_path, {"capped": capped},
+                               {"one": "capped", "two": "capped"})
+    queued_by_cycle = []
+    for _ in range(4):
+        assert reconcile(watcher).returncode == 0
+        held = [n for n in slurm.submitted() if Slurm.ids(n) and _queued(Slurm.ids(n)[-1])]
+        queued_by_cycle.append(len(held))
+        for job in held:  # it ends (cancelled): the next cycle has room for one more
+            subprocess.run(["scancel", "--name", job], check=True, timeout=60)
+    assert queued_by_cycle == [1, 1, 0, 0], queued_by_cycle
+    counts = slurm.submitted()
+    assert sorted(counts) == sorted(job_name(names[k], "tiny-llama_rank8", "ft")
+                                    for k in ("one", "two"))
+    assert set(counts.values()) == {1}
+
+
+def _queued(job_id: str) -> bool:
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
+                         capture_output=True, text=True, timeout=60).stdout
+    return out.strip() in ("PENDING", "RUNNING")
+
+
 @pytest.mark.parametrize("fault", ["garbage", "exit-after-submit"])
 def test_sbatch_answers_that_are_not_an_id(origin: Path, tmp_path: Path, slurm: Slurm,
                                            fault: str) -> None:

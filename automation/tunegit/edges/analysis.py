@@ -89,15 +89,17 @@ def analyse(ws: Workspace, plan_path: Path, site_override: str | None = None) ->
 
 
 def queue_capacity(ws: Workspace, site: Site) -> int | None:
-    """The jobs tunegit lets run at once: the site's max_parallel where its executor has no
-    scheduler of its own (the local executor: it does not enforce dependencies either); None
-    where a scheduler (SLURM) queues them."""
+    """The jobs tunegit lets run (or be queued) at once on a site, across all experiments: its
+    max_parallel where its executor has no scheduler of its own (the local executor: it does
+    not enforce dependencies either), and at most its max_submitted; None: no limit (a
+    scheduler, SLURM, queues them)."""
     return executor_capacity(backend(site.executor).create(site, ws), site)
 
 
 def executor_capacity(executor: Executor, site: Site) -> int | None:
     """``queue_capacity`` for an executor already made (the reconcile loop's)."""
-    return None if executor.supports_dependencies else site.max_parallel
+    caps = [site.max_submitted, None if executor.supports_dependencies else site.max_parallel]
+    return min((c for c in caps if c is not None), default=None)
 
 
 def _tools(loaded: LoadedPlan) -> list[Problem]:

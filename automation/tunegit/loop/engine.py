@@ -80,10 +80,12 @@ def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: s
         except TunegitError as exc:
             errors.append(_failure(name, exc))
     polls = poll_all(prepared)
+    # A site's limits hold across its experiments: each is given what the others leave.
+    live_of = {p.name: _live(p.status) for p in prepared}
     for p in prepared:
         try:
             result = finish(p, share(polls[id(p.executor)], p.job_ids, p.names), now=now,
-                            plan_commit=plan_commit)
+                            plan_commit=plan_commit, others_live=_others_live(p, prepared, live_of))
         except TunegitError as exc:
             errors.append(_failure(p.name, exc))
             continue
@@ -92,10 +94,21 @@ def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: s
         if result.written:
             written.append(ws.experiment_dir(p.name) / STATUS_FILE)
         written += result.results
-        steps = result.status.steps()
-        live += sum(1 for _, _, s in steps if s.status in LIVE_STATES)
-        pending += sum(1 for _, _, s in steps if s.status == PENDING)
+        live_of[p.name] = _live(result.status)
+        live += live_of[p.name]
+        pending += sum(1 for _, _, s in result.status.steps() if s.status == PENDING)
     return CycleResult(tuple(transitions), tuple(written), live, pending, tuple(errors))
+
+
+def _live(status: StatusFile) -> int:
+    return sum(1 for _, _, s in status.steps() if s.status in LIVE_STATES)
+
+
+def _others_live(p: Prepared, prepared: Sequence[Prepared], live_of: Mapping[str, int]) -> int:
+    """The live jobs of this cycle's other experiments on ``p``'s site (as last known: after
+    their own pass when it came first), which count against its max_parallel/max_submitted."""
+    return sum(live_of[o.name] for o in prepared
+               if o is not p and o.analysis.site.name == p.analysis.site.name)
 
 
 def _failure(name: str, exc: TunegitError) -> CycleError:
@@ -168,8 +181,10 @@ def prepare(ws: Workspace, name: str, *, plan_commit: str | None, executor_for: 
                     status, tuple(live_job_ids(status)), tuple(wanted_names(name, status)))
 
 
-def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> ExperimentResult:
-    """Decide on this cycle's answer, harvest, submit, write the status once."""
+def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None,
+           others_live: int = 0) -> ExperimentResult:
+    """Decide on this cycle's answer, harvest, submit, write the status once; ``others_live``
+    jobs of other experiments on the same site take their part of its capacity."""
     a, ctx, name, executor, status = p.analysis, p.ctx, p.name, p.executor, p.status
     errors = list(p.errors)
     if not poll.ok:
@@ -177,7 +192,7 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> Exp
                                  f"scheduler not answering ({poll.error}); "
                                  "states unknown this cycle, nothing submitted"))
     decision = decide(a.expansion, status, poll, experiment=name, now=now,
-                      capacity=executor_capacity(executor, a.site),
+                      capacity=_capacity(executor_capacity(executor, a.site), others_live),
                       dependencies=executor.supports_dependencies, logs=_failed_logs(status, poll),
                       work_dir=str(a.work_dir))
     status = _with_logs(decision.status, ctx, a)
@@ -193,6 +208,10 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> Exp
     results = _results(a, status, decision.transitions + harvested)
     return ExperimentResult(decision.transitions + harvested + submitted, changed, status,
                             tuple(errors + submit_errors), results)
+
+
+def _capacity(site_capacity: int | None, others_live: int) -> int | None:
+    return None if site_capacity is None else max(0, site_capacity - others_live)
 
 
 def _results(a: Analysis, status: StatusFile,

@@ -72,7 +72,12 @@ class Site(Strict):
     gpu: Gpu = Gpu()
     device: Literal["cuda", "cpu"] = "cuda"
     dtype: Literal["bf16", "fp32"] = "bf16"
-    max_parallel: PositiveInt = Field(default=1, description="Jobs run at once (local executor).")
+    max_parallel: PositiveInt = Field(default=1, description="Jobs run at once (local "
+                                      "executor), counted across all the experiments.")
+    max_submitted: PositiveInt | None = Field(
+        default=None, description="At most this many of tunegit's jobs queued or running at "
+        "once on this site, across all experiments (a cluster's cap on jobs per user): more "
+        "are submitted in later cycles as these end. None: no cap.")
     slurm: Slurm = Slurm()
     environment: Environment = Environment()
     require_signed_commits: bool = False
