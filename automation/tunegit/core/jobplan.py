@@ -11,9 +11,12 @@ import dataclasses
 import posixpath
 import re
 from pathlib import Path
+from typing import TypeVar
 
 from tunegit.errors import TunegitError
-from tunegit.spec.site import Site
+from tunegit.spec.site import Site, StageResources
+
+_T = TypeVar("_T")
 
 FINETUNE_STAGE = "ft"
 # Joins the parts of a job name. Experiment, run and task names are [A-Za-z0-9._-] and may hold
@@ -74,13 +77,21 @@ def log_path(run_dir: str, key: str | None, attempt: int = 1) -> str:
     return posixpath.join(run_dir, "logs", f"{key or 'finetune'}{suffix}.log")
 
 
-def site_resources(site: Site, *, gpus: int, minutes: int) -> Resources:
-    """The site's per-job settings with this job's GPUs (none on a CPU site) and time."""
-    slurm = site.slurm
+def site_resources(site: Site, *, gpus: int, minutes: int,
+                   stage: StageResources | None = None) -> Resources:
+    """The site's per-job settings, as its ``stage`` block (slurm.finetune, slurm.evaluation)
+    overrides them, with this job's GPUs (none on a CPU site) and time."""
+    slurm, stage = site.slurm, stage or StageResources()
+
+    def pick(value: _T | None, default: _T) -> _T:
+        return default if value is None else value
+
     return Resources(
-        gpus=0 if site.gpu.is_cpu else gpus, cpus=slurm.cpus_per_task, mem_gb=slurm.mem_gb,
-        time_minutes=minutes, partition=slurm.partition, account=slurm.account,
-        qos=slurm.qos, constraint=slurm.constraint, extra=tuple(slurm.extra_sbatch))
+        gpus=0 if site.gpu.is_cpu else gpus, cpus=pick(stage.cpus_per_task, slurm.cpus_per_task),
+        mem_gb=pick(stage.mem_gb, slurm.mem_gb), time_minutes=minutes,
+        partition=pick(stage.partition, slurm.partition), account=slurm.account,
+        qos=pick(stage.qos, slurm.qos), constraint=pick(stage.constraint, slurm.constraint),
+        extra=tuple(slurm.extra_sbatch))
 
 
 def slurm_time(minutes: int) -> str:

@@ -30,6 +30,22 @@ class Gpu(Strict):
         return self.type.strip().lower() == "cpu"
 
 
+class StageResources(Strict):
+    """What the jobs of one stage ask for where it differs from the site's defaults
+    (``slurm.cpus_per_task`` and the others); unset: the default."""
+
+    cpus_per_task: PositiveInt | None = None
+    mem_gb: PositiveInt | None = None
+    partition: str | None = None
+    constraint: str | None = None
+    qos: str | None = None
+
+
+class EvaluationResources(StageResources):
+    gpus: Annotated[int, Field(ge=0)] = Field(
+        default=1, description="GPUs of one evaluation job (none on a CPU site).")
+
+
 class Slurm(Strict):
     account: str = ""
     partition: str = ""
@@ -44,6 +60,12 @@ class Slurm(Strict):
     extra_sbatch: list[str] = Field(default_factory=list,
                                     description="More `#SBATCH` options, e.g. `--mail-type=END`.")
     poll_interval_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
+    finetune: StageResources = Field(
+        default_factory=StageResources, description="Fine-tuning jobs: what differs from the "
+        "defaults above (their GPUs are the plan's training.gpus).")
+    evaluation: EvaluationResources = Field(
+        default_factory=EvaluationResources, description="Evaluation jobs: what differs from "
+        "the defaults above, e.g. less memory or another partition, and their GPUs.")
     submit_retry_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
         default=60.0, description="After sbatch refuses a job for now (a QOS or partition "
         "limit, a busy controller) it is tried again this much later, twice as late after "

@@ -23,7 +23,7 @@ from tunegit.core.jobplan import FINETUNE_STAGE, JobPlan, job_name, log_path, si
 from tunegit.core.logparse import LossCurve
 from tunegit.spec.models import Catalog, short_name
 from tunegit.spec.plan import Plan
-from tunegit.spec.site import Site
+from tunegit.spec.site import Site, StageResources
 
 if TYPE_CHECKING:  # core.results imports scipy, which `tunegit check` must not load
     from tunegit.core.results import SampleTable
@@ -64,19 +64,23 @@ class RenderContext:
 
     def finetune_job(self, run: Run, script: str) -> JobPlan:
         """The fine-tuning job of ``run``: what its script's header says and what is submitted."""
-        return self._job(run, None, script, gpus=run.gpus, minutes=self.finetune_minutes(run))
+        return self._job(run, None, script, gpus=run.gpus, minutes=self.finetune_minutes(run),
+                         stage=self.site.slurm.finetune)
 
     def eval_job(self, run: Run, evaluation: Evaluation, script: str) -> JobPlan:
-        return self._job(run, evaluation.key, script, gpus=1,
-                         minutes=self.eval_minutes(run, evaluation))
+        stage = self.site.slurm.evaluation
+        return self._job(run, evaluation.key, script, gpus=stage.gpus,
+                         minutes=self.eval_minutes(run, evaluation), stage=stage)
 
-    def _job(self, run: Run, key: str | None, script: str, *, gpus: int, minutes: int) -> JobPlan:
+    def _job(self, run: Run, key: str | None, script: str, *, gpus: int, minutes: int,
+             stage: StageResources) -> JobPlan:
+        """A job sized by the site's defaults as its ``stage`` block overrides them."""
         attempt = self.attempts.get(run.name if key is None else f"{run.name}/{key}", 1)
         run_dir = self.run_dir(run)
         return JobPlan(
             name=job_name(self.plan.name, run.name, key or FINETUNE_STAGE, attempt),
             script=Path(script), workdir=Path(run_dir), log=Path(log_path(run_dir, key, attempt)),
-            resources=site_resources(self.site, gpus=gpus, minutes=minutes))
+            resources=site_resources(self.site, gpus=gpus, minutes=minutes, stage=stage))
 
     def _clamp(self, minutes: int) -> int:
         slurm = self.site.slurm
