@@ -1,11 +1,21 @@
 """What a job asks of the scheduler: the site's defaults, as the block of its stage
-(slurm.finetune, slurm.evaluation) overrides them. Pure: site in, #SBATCH lines out."""
+(slurm.finetune, slurm.evaluation) overrides them (pure: site in, #SBATCH lines out), and
+the time limits a plan sets itself (rendered from a plan in a repository)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tunegit.core.jobplan import sbatch_options, site_resources
+import pytest
+
+from planfixtures import LOCAL_FILES, make_repo, tiny_plan
+from tunegit.core.jobplan import job_name, job_options, sbatch_options, site_resources
+from tunegit.core.reconcile import Submission
+from tunegit.edges.analysis import Analysis, analyse
+from tunegit.edges.scaffold import render_context, render_files
+from tunegit.edges.workspace import PLAN_FILE, Workspace
+from tunegit.errors import PlanError
+from tunegit.loop.engine import job_plan
 from tunegit.spec.site import Site
 
 SITE = {"executor": "slurm", "models_dir": "m", "output_dir": "o",
@@ -37,3 +47,33 @@ def test_without_stage_blocks_both_stages_get_the_defaults_and_one_gpu_per_evalu
     site = Site.model_validate({**SITE, "slurm": {"cpus_per_task": 4, "mem_gb": 32}})
     ft, ev = options(site, "finetune", 1), options(site, "evaluation", site.slurm.evaluation.gpus)
     assert ft == ev and ev["--gres"] == "gpu:1" and ev["--mem"] == "32G"
+
+
+def limited(tmp_path: Path, **limits: int) -> tuple[Analysis, str]:
+    name = "time_limited"
+    repo = make_repo(tmp_path / "repo", files=LOCAL_FILES,
+                     plans={name: tiny_plan(name, time_limits=limits)})
+    ws = Workspace(repo)
+    return analyse(ws, ws.experiment_dir(name) / PLAN_FILE), name
+
+
+def test_a_plans_time_limits_replace_the_estimates_in_each_jobs_header(tmp_path: Path) -> None:
+    a, name = limited(tmp_path, finetune_minutes=100, evaluation_minutes=7)
+    ctx = render_context(a)
+    files = render_files(ctx, a.expansion.runs, a.expansion.evaluations, None)
+    run = a.expansion.runs[0]
+    key = a.expansion.evaluations_of(run.name)[0].key
+    for stage, time in ((None, "1:40:00"), (key, "0:07:00")):
+        job = job_plan(Submission(run.name, stage, job_name(name, run.name, stage or "ft")),
+                       a, ctx)
+        assert f"--time={time}" in job_options(job)
+        script = next(text for path, text in files.items() if a.work_dir / path == job.script)
+        assert f"#SBATCH --time={time}\n" in script  # what sbatch reads is what is submitted
+
+
+def test_a_time_limit_over_the_sites_maximum_is_a_plan_error(tmp_path: Path) -> None:
+    with pytest.raises(PlanError) as raised:
+        limited(tmp_path, finetune_minutes=5000)
+    assert "time_limits.finetune_minutes: 5000 minutes, but site 'local' allows at most 1440 " \
+        "per job" in raised.value.format()
+    assert "raise slurm.time_limit_max_minutes in sites/local.yaml" in raised.value.format()

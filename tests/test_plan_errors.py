@@ -13,7 +13,7 @@ FILE = "experiments/exp/experiment.yaml"
 FAILED = "1 of 1 experiment(s) failed the check\n"
 P = minimal_plan("exp")
 PLAN_KEYS = ("name, type, question, site, tools, models, dataset, factors, controls, run_name, "
-             "training, evaluation, notes, author")
+             "training, evaluation, time_limits, notes, author")
 LOCATED = re.compile(r"^[^\s:][^:]*(:\d+(:\d+)?)?: ")
 
 

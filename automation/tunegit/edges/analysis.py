@@ -81,7 +81,7 @@ def analyse(ws: Workspace, plan_path: Path, site_override: str | None = None) ->
     priors = load_site_priors(ws, site.name) + history
     est = estimate_plan(exp, site, priors, verification.datasets, queue_capacity(ws, site))
     errors = (list(findings.errors) + list(verification.errors) + _batch_fit(loaded, est)
-              + _gpu_fit(loaded, site))
+              + _gpu_fit(loaded, site) + _time_fit(loaded, site))
     if errors:
         raise PlanError(problems=sorted(errors, key=lambda p: (p.line or 0, p.col or 0)))
     return Analysis(ws, loaded, site, exp, verification, est,
@@ -111,6 +111,18 @@ def _tools(loaded: LoadedPlan) -> list[Problem]:
     if tools.evaluation not in EVALUATION:
         out.append(doc.problem(("tools", "evaluation"), f"unknown tool {tools.evaluation!r}",
                                hint="supported: " + ", ".join(sorted(EVALUATION))))
+    return out
+
+
+def _time_fit(loaded: LoadedPlan, site: Site) -> list[Problem]:
+    """A plan's own time limit must be one the site allows (it is not cut down silently)."""
+    most, out = site.slurm.time_limit_max_minutes, []
+    for key, minutes in loaded.plan.time_limits.model_dump().items():
+        if minutes is not None and minutes > most:
+            out.append(loaded.located.problem(
+                ("time_limits", key), f"{minutes} minutes, but site {site.name!r} allows at "
+                f"most {most} per job", hint=f"use {key} <= {most}, or raise "
+                f"slurm.time_limit_max_minutes in sites/{site.name}.yaml"))
     return out
 
 
