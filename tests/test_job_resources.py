@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from planfixtures import LOCAL_FILES, make_repo, tiny_plan
+from test_local_executor import MISSING_MODEL
 from tunegit.core.jobplan import job_name, job_options, sbatch_options, site_resources
 from tunegit.core.reconcile import Submission
 from tunegit.edges.analysis import Analysis, analyse
@@ -77,3 +78,43 @@ def test_a_time_limit_over_the_sites_maximum_is_a_plan_error(tmp_path: Path) -> 
     assert "time_limits.finetune_minutes: 5000 minutes, but site 'local' allows at most 1440 " \
         "per job" in raised.value.format()
     assert "raise slurm.time_limit_max_minutes in sites/local.yaml" in raised.value.format()
+
+
+BIG_MODEL = MISSING_MODEL.replace("tiny-llama-missing", "tiny-llama-big") + (
+    "    jobs: {finetune: {mem_gb: 48, cpus_per_task: 6}, evaluation: {mem_gb: 12}}\n")
+
+
+def sized(tmp_path: Path, site_slurm: str = "") -> dict[tuple[str, str], dict[str, str]]:
+    """(model, stage) -> its job's #SBATCH options, for a plan of two models, one of which
+    the lab's catalog sizes."""
+    name = "model_sized"
+    plan = tiny_plan(name, models=["tunegit/tiny-llama", "tunegit/tiny-llama-big"],
+                     factors=None, run_name="{model}")
+    repo = make_repo(tmp_path / "repo", files=LOCAL_FILES, plans={name: plan},
+                     texts={"models.yaml": BIG_MODEL})
+    site = repo / "sites/local.yaml"
+    site.write_text(site.read_text().replace("slurm: {", "slurm: {" + site_slurm))
+    ws = Workspace(repo)
+    a = analyse(ws, ws.experiment_dir(name) / PLAN_FILE)
+    ctx = render_context(a)
+    out = {}
+    for run in a.expansion.runs:
+        for key in (None, a.expansion.evaluations_of(run.name)[0].key):
+            sub = Submission(run.name, key, job_name(name, run.name, key or "ft"))
+            lines = job_options(job_plan(sub, a, ctx))
+            out[run.name, "ft" if key is None else "eval"] = dict(
+                line.split("=", 1) for line in lines)
+    return out
+
+
+def test_the_model_catalog_sizes_a_models_jobs_and_the_site_overrides_it(tmp_path: Path) -> None:
+    jobs = sized(tmp_path / "catalog")
+    sizes = {k: (v["--mem"], v["--cpus-per-task"]) for k, v in jobs.items()}
+    assert sizes == {("tiny-llama", "ft"): ("32G", "4"), ("tiny-llama", "eval"): ("32G", "4"),
+                     ("tiny-llama-big", "ft"): ("48G", "6"),
+                     ("tiny-llama-big", "eval"): ("12G", "4")}
+    site_wins = sized(tmp_path / "site", "finetune: {mem_gb: 100}, ")
+    assert site_wins["tiny-llama-big", "ft"]["--mem"] == "100G"
+    assert site_wins["tiny-llama", "ft"]["--mem"] == "100G"
+    assert site_wins["tiny-llama-big", "ft"]["--cpus-per-task"] == "6"  # not overridden
+    assert site_wins["tiny-llama-big", "eval"]["--mem"] == "12G"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from tunegit.errors import TunegitError
+from tunegit.spec.models import JobSize
 from tunegit.spec.site import Site, StageResources
 
 _T = TypeVar("_T")
@@ -78,17 +79,20 @@ def log_path(run_dir: str, key: str | None, attempt: int = 1) -> str:
 
 
 def site_resources(site: Site, *, gpus: int, minutes: int,
-                   stage: StageResources | None = None) -> Resources:
-    """The site's per-job settings, as its ``stage`` block (slurm.finetune, slurm.evaluation)
-    overrides them, with this job's GPUs (none on a CPU site) and time."""
-    slurm, stage = site.slurm, stage or StageResources()
+                   stage: StageResources | None = None, model: JobSize | None = None,
+                   ) -> Resources:
+    """The site's per-job settings, with this job's GPUs (none on a CPU site) and time. Memory
+    and CPUs: the site's ``stage`` block (slurm.finetune, slurm.evaluation), else what the
+    model catalog says the model's job of this stage needs (``model``), else the site's."""
+    slurm, stage, model = site.slurm, stage or StageResources(), model or JobSize()
 
     def pick(value: _T | None, default: _T) -> _T:
         return default if value is None else value
 
     return Resources(
-        gpus=0 if site.gpu.is_cpu else gpus, cpus=pick(stage.cpus_per_task, slurm.cpus_per_task),
-        mem_gb=pick(stage.mem_gb, slurm.mem_gb), time_minutes=minutes,
+        gpus=0 if site.gpu.is_cpu else gpus,
+        cpus=pick(stage.cpus_per_task, pick(model.cpus_per_task, slurm.cpus_per_task)),
+        mem_gb=pick(stage.mem_gb, pick(model.mem_gb, slurm.mem_gb)), time_minutes=minutes,
         partition=pick(stage.partition, slurm.partition), account=slurm.account,
         qos=pick(stage.qos, slurm.qos), constraint=pick(stage.constraint, slurm.constraint),
         extra=tuple(slurm.extra_sbatch))
