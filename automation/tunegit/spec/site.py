@@ -73,11 +73,18 @@ class Slurm(Strict):
 
 
 class Environment(Strict):
+    purge: bool = Field(default=False, description="`module purge` before loading `modules` "
+                        "(a clean module set, whatever the submitting shell had loaded).")
     modules: list[str] = Field(default_factory=list, description="`module load` these first.")
     activate: str = Field(default="", description="Shell line that activates the Python "
                           "environment, "
                           "e.g. `conda activate ttenv`.")
     variables: dict[str, str] = Field(default_factory=dict)
+    setup: list[str] = Field(default_factory=list, description="Shell lines every job runs "
+                             "before its work, after the variables are exported.")
+    teardown: list[str] = Field(default_factory=list, description="Shell lines every job runs "
+                                "when it ends, failed or not (an EXIT trap; the job's exit "
+                                "status is kept).")
 
 
 class Site(Strict):
