@@ -44,6 +44,12 @@ def test_an_evaluation_is_sized_apart_from_the_fine_tune() -> None:
     assert ft["--qos"] == ev["--qos"] == "normal"  # not overridden: the site's default
 
 
+def test_a_gres_type_names_the_gpu_kind_in_every_gpu_job() -> None:
+    site = Site.model_validate({**SITE, "gpu": {**SITE["gpu"], "gres_type": "a100"}})
+    assert options(site, "finetune", 2)["--gres"] == "gpu:a100:2"
+    assert "--gres" not in options(site, "evaluation", 0)
+
+
 def test_without_stage_blocks_both_stages_get_the_defaults_and_one_gpu_per_evaluation() -> None:
     site = Site.model_validate({**SITE, "slurm": {"cpus_per_task": 4, "mem_gb": 32}})
     ft, ev = options(site, "finetune", 1), options(site, "evaluation", site.slurm.evaluation.gpus)

@@ -32,6 +32,7 @@ class Resources:
     """What one job asks of the scheduler (from the site file and the estimate)."""
 
     gpus: int = 0
+    gpu_type: str = ""  # SLURM's GRES type (gpu:<type>:N); empty: any GPU
     cpus: int = 1
     mem_gb: int = 4
     time_minutes: int = 60
@@ -90,7 +91,7 @@ def site_resources(site: Site, *, gpus: int, minutes: int,
         return default if value is None else value
 
     return Resources(
-        gpus=0 if site.gpu.is_cpu else gpus,
+        gpus=0 if site.gpu.is_cpu else gpus, gpu_type=site.gpu.gres_type,
         cpus=pick(stage.cpus_per_task, pick(model.cpus_per_task, slurm.cpus_per_task)),
         mem_gb=pick(stage.mem_gb, pick(model.mem_gb, slurm.mem_gb)), time_minutes=minutes,
         partition=pick(stage.partition, slurm.partition), account=slurm.account,
@@ -115,7 +116,8 @@ def sbatch_options(*, name: str, chdir: Path, output: Path, resources: Resources
         "--qos": resources.qos, "--constraint": resources.constraint, "--array": array,
     }
     if resources.gpus > 0:
-        options["--gres"] = f"gpu:{resources.gpus}"
+        kind = f"{resources.gpu_type}:" if resources.gpu_type else ""
+        options["--gres"] = f"gpu:{kind}{resources.gpus}"
     lines = [f"{key}={value}" for key, value in options.items() if value]
     lines += [_extra(option) for option in resources.extra]
     for line in lines:

@@ -23,6 +23,9 @@ class Gpu(Strict):
     memory_gib: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         default=0, description="Memory of one GPU.")
     count: PositiveInt = Field(default=1, description="GPUs available to this site at once.")
+    gres_type: str = Field(default="", description="The cluster's name for this GPU in "
+                           "--gres (`sinfo -o %G`, e.g. a100): jobs ask for gpu:<gres_type>:N; "
+                           "empty: any GPU (gpu:N).")
 
     @property
     def is_cpu(self) -> bool:
