@@ -2,7 +2,9 @@
 
 Used by `tunegit run` (in a loop until done), `tunegit reconcile --once` and `tunegit watch`.
 Status is written once per experiment per cycle, atomically, only when its bytes change.
-Each executor is asked once per cycle for the jobs of all experiments (`poll_all`).
+Each executor is asked once per cycle for the jobs of all experiments (`poll_all`), and a
+site's limits (max_parallel, max_submitted) are shared by all its experiments of the cycle.
+A submission the scheduler refuses for now stays pending and is tried again after a back-off.
 """
 
 from __future__ import annotations
