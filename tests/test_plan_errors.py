@@ -13,7 +13,7 @@ FILE = "experiments/exp/experiment.yaml"
 FAILED = "1 of 1 experiment(s) failed the check\n"
 P = minimal_plan("exp")
 PLAN_KEYS = ("name, type, question, site, tools, models, dataset, factors, controls, run_name, "
-             "training, evaluation, notes, author")
+             "training, evaluation, time_limits, notes, author")
 LOCATED = re.compile(r"^[^\s:][^:]*(:\d+(:\d+)?)?: ")
 
 
@@ -94,7 +94,7 @@ def test_name_must_match_the_directory(tmp_path: Path,
      "containing ': ' or '#'\n"),
     ("models_dir: m\noutput_dir: o\ngpu: {type: A100, memory: 80}\n",
      "sites/della.yaml:3:19: gpu.memory: unknown key 'memory'\n"
-     "  hint: valid keys here are: type, memory_gib, count\n"),
+     "  hint: valid keys here are: type, memory_gib, count, gres_type\n"),
     ("output_dir: o\n", "sites/della.yaml:1:1: models_dir: required key is missing\n"
      "  hint: add `models_dir:` (see `tunegit schema`)\n"),
 ])

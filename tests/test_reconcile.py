@@ -12,7 +12,14 @@ import pytest
 from tunegit.core import states
 from tunegit.core.expand import Expansion, expand
 from tunegit.core.jobplan import job_name
-from tunegit.core.reconcile import RetryError, cancelled, decide, retry
+from tunegit.core.reconcile import (
+    SUBMIT_BACKOFF_MAX_S,
+    RetryError,
+    cancelled,
+    decide,
+    deferred,
+    retry,
+)
 from tunegit.core.status import StatusFile, Step, initial
 from tunegit.executors.base import JobObservation, Poll
 from tunegit.spec.plan import Plan
@@ -151,6 +158,15 @@ ROWS = [
           {(R8, None): (states.FAILED, reason),
            (R8, EV): (states.BLOCKED, states.REASON_DEPENDENCY_FAILED)})
       for state, reason in FAILURES],
+    Row("refused_for_now_waits_for_its_next_try",
+        status({(R8, None): Step(refusals=1, next_try="2026-01-01T01:00:01Z", message="x")}),
+        poll(), ((R32, None, ()), (R32, EV, (FT32,)), (BASE, EVB, ())),
+        {(R8, None): (states.PENDING, None)}),
+    Row("refused_for_now_is_submitted_again_at_its_next_try",
+        status({(R8, None): Step(refusals=3, next_try=LATER, message="x")}),
+        poll(), ((R8, None, ()), (R32, None, ()), (R8, EV, (FT8,)), (R32, EV, (FT32,)),
+                 (BASE, EVB, ())),
+        {(R8, None): (states.PENDING, None)}),
     Row("cuda_oom_in_the_log_is_failed_cuda_out_of_memory",
         status({(R8, None): live("7_0", FT8, states.RUNNING)}),
         poll(obs("7_0", "FAILED", "NonZeroExitCode", exit_code=1)),
@@ -364,3 +380,16 @@ def test_a_job_merely_absent_from_the_answer_is_unknown_not_lost() -> None:
     d = decide(EXPANSION, before, poll(), experiment=EXP, now=T10, capacity=None,
                dependencies=True)
     assert d.status.step(R8, None) == before.step(R8, None)
+
+
+def test_a_refusal_for_now_backs_off_doubling_up_to_half_an_hour() -> None:
+    step, tries = Step(), []
+    for _ in range(8):
+        step = deferred(step, NOW, "sbatch: QOSMaxSubmitJobPerUserLimit", 60)
+        tries.append(step.next_try)
+    assert tries[:3] == ["2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z", "2026-01-01T00:04:00Z"]
+    assert tries[-1] == "2026-01-01T00:30:00Z" and SUBMIT_BACKOFF_MAX_S == 30 * 60
+    assert (step.status, step.refusals, step.last_updated) == (states.PENDING, 8, None)
+    assert step.message == ("the scheduler refused it for now (8x in a row): "
+                            "sbatch: QOSMaxSubmitJobPerUserLimit; tried again from "
+                            "2026-01-01T00:30:00Z")

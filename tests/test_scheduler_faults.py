@@ -11,11 +11,12 @@ is counted across later cycles), and the other experiment of the same repository
 
 from __future__ import annotations
 
+import getpass
 import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -141,8 +142,7 @@ def test_controller_stopped_during_a_poll_is_unknown_not_failed(
 
 # --- sbatch refuses --------------------------------------------------------------------------
 
-# This cluster does not enforce QOS limits (no AccountingStorageEnforce): `qos: nosuch` is
-# accepted. A request over the node's limits is its real "over quota" refusal.
+# For good: no such partition, a request over the node's limits.
 @pytest.mark.parametrize(("setting", "expected"), [
     ("  partition: nosuch\n", "invalid partition specified"),
     ("  mem_gb: 100000\n", "Memory specification can not be satisfied")])
@@ -169,6 +169,90 @@ def test_a_refused_submission_fails_with_the_reason_once(
     refused = [n for n in counts if names["refused"] in n]
     assert refused == [job_name(names["refused"], "tiny-llama_rank8", "ft")]
     assert counts[refused[0]] == 1
+
+
+def sacctmgr(*args: str) -> None:
+    subprocess.run(["sacctmgr", "-i", *args], check=True, capture_output=True, timeout=60)
+
+
+def enforced() -> bool:
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                            timeout=30).stdout
+    return any("AccountingStorageEnforce" in line and "qos" in line
+               for line in config.splitlines())
+
+
+@pytest.fixture
+def capped_qos() -> Iterator[str]:
+    """A QOS letting a user have 2 jobs queued or running, added to this user's association
+    (start-local-slurm.sh's dbd mode enforces QOS limits, as shared clusters do)."""
+    if not enforced():
+        pytest.skip("QOS limits not enforced (start the cluster with SLURM_LOCAL_ACCOUNTING=dbd)")
+    name, user = f"tgcap{uuid.uuid4().hex[:6]}", getpass.getuser()
+    sacctmgr("add", "qos", name, "MaxSubmitJobsPerUser=2")
+    sacctmgr("modify", "user", user, "set", f"qos+={name}")
+    yield name
+    subprocess.run(["scancel", f"--qos={name}"], check=False)
+    sacctmgr("modify", "user", user, "set", f"qos-={name}")
+    sacctmgr("delete", "qos", name)
+
+
+def test_a_submission_refused_by_a_qos_cap_stays_pending_and_a_later_cycle_submits_it(
+        origin: Path, tmp_path: Path, slurm: Slurm, capped_qos: str) -> None:
+    capped = site(f"  qos: {capped_qos}\n  submit_retry_s: 15\n" + HOLD)
+    watcher, names = repo_with(origin, tmp_path, {"capped": capped}, {"capped": "capped"})
+    name = names["capped"]
+    evaluation = job_name(name, "tiny-llama_rank8", "capitalization_epoch_0")
+    # Someone's job holds one of the QOS's two places: the fine-tune gets the other.
+    other = subprocess.run(["sbatch", f"--qos={capped_qos}", "--begin=now+1hour", "-J",
+                            f"other-{capped_qos}", "--wrap", "true"], check=True,
+                           capture_output=True, text=True, timeout=60)
+    first = reconcile(watcher)
+    assert first.returncode == 0, first.stderr  # waiting, not failing
+    assert "waiting:" in first.stderr and "QOSMaxSubmitJobPerUserLimit" in first.stderr
+    assert "Traceback" not in first.stderr
+    assert ft(origin, name)["status"] == "submitted"
+    step = steps(origin, name)["tiny-llama_rank8/capitalization_epoch_0"]
+    assert (step["status"], step["refusals"]) == ("pending", 1), step
+    assert "QOSMaxSubmitJobPerUserLimit" in str(step["message"])
+    assert f"tried again from {step['next_try']}" in str(step["message"])
+    assert reconcile(watcher).returncode == 0  # within its back-off: sbatch is not called
+    assert slurm.submitted()[evaluation] == 1
+    assert steps(origin, name)["tiny-llama_rank8/capitalization_epoch_0"] == step
+    subprocess.run(["scancel", other.stdout.split()[-1]], check=True, timeout=60)
+    time.sleep(16)  # past its next try
+    assert reconcile(watcher).returncode == 0
+    after = steps(origin, name)["tiny-llama_rank8/capitalization_epoch_0"]
+    assert after["status"] == "submitted", after
+    assert "refusals" not in after and "next_try" not in after and "message" not in after
+    assert slurm.submitted()[evaluation] == 2  # refused once, accepted once
+    assert Slurm.ids(evaluation) == [after["job_id"]]
+
+
+def test_a_site_submit_cap_drip_feeds_jobs_across_experiments_and_cycles(
+        origin: Path, tmp_path: Path, slurm: Slurm) -> None:
+    capped = site(HOLD).replace("slurm:\n", "max_submitted: 1\nslurm:\n", 1)
+    assert "max_submitted: 1\n" in capped
+    watcher, names = repo_with(origin, tmp_path, {"capped": capped},
+                               {"one": "capped", "two": "capped"})
+    queued_by_cycle = []
+    for _ in range(4):
+        assert reconcile(watcher).returncode == 0
+        held = [n for n in slurm.submitted() if Slurm.ids(n) and _queued(Slurm.ids(n)[-1])]
+        queued_by_cycle.append(len(held))
+        for job in held:  # it ends (cancelled): the next cycle has room for one more
+            subprocess.run(["scancel", "--name", job], check=True, timeout=60)
+    assert queued_by_cycle == [1, 1, 0, 0], queued_by_cycle
+    counts = slurm.submitted()
+    assert sorted(counts) == sorted(job_name(names[k], "tiny-llama_rank8", "ft")
+                                    for k in ("one", "two"))
+    assert set(counts.values()) == {1}
+
+
+def _queued(job_id: str) -> bool:
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
+                         capture_output=True, text=True, timeout=60).stdout
+    return out.strip() in ("PENDING", "RUNNING")
 
 
 @pytest.mark.parametrize("fault", ["garbage", "exit-after-submit"])

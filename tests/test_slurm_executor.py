@@ -223,13 +223,15 @@ def test_refused_submit_raises_with_slurm_text(tmp_path: Path) -> None:
     with pytest.raises(SubmitError) as raised:
         SlurmExecutor().submit([bad])
     assert str(raised.value) == (
-        f"{bad.name}: sbatch: error: invalid partition specified: nosuch\n"
-        "sbatch: error: Batch job submission failed: Invalid partition name specified"
+        f"{bad.name}: invalid partition specified: nosuch; "
+        "Batch job submission failed: Invalid partition name specified"
     )
+    assert not raised.value.transient  # for good: its step fails, saying why
     good = make_job(tmp_path, unique("good"), "true")
     with pytest.raises(PartialSubmitError) as partial:
         SlurmExecutor().submit([good, bad])
     assert list(partial.value.submitted) == [good.name]
+    assert str(partial.value) == str(raised.value) and not partial.value.transient
 
 
 # ---------------------------------------------------------------- faults (fake runners)

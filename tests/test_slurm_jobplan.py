@@ -36,8 +36,11 @@ gpu: {type: A100-80GB, memory_gib: 80, count: 2}
 device: cpu
 dtype: fp32
 slurm: {partition: debug, cpus_per_task: 2, mem_gb: 1, min_time_minutes: 95,
-        time_limit_max_minutes: 120}
+        time_limit_max_minutes: 120,
+        finetune: {mem_gb: 3},
+        evaluation: {cpus_per_task: 1, mem_gb: 2, gpus: 2, partition: debug}}
 """
+EVAL = "capitalization_epoch_0"
 
 # Overrides of the tiny plan: one whole-epoch fine-tune on the SLURM site.
 PLAN = {"question": "Does SLURM run what the script says?", "site": "gpu-slurm",
@@ -69,8 +72,11 @@ def as_scontrol(option: str, value: str) -> str:
     return value
 
 
+@pytest.mark.parametrize("key", [None, EVAL], ids=["finetune", "evaluation"])
 def test_scontrol_shows_what_the_rendered_header_says(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      key: str | None) -> None:
+    """Each stage sized by its own block of the site file (slurm.finetune, slurm.evaluation)."""
     name = f"jobplan_{uuid.uuid4().hex[:6]}"
     repo = job_repo(tmp_path / "repo", plans={name: tiny_plan(name, **PLAN)})
     (repo / "sites" / "gpu-slurm.yaml").write_text(SITE)
@@ -87,7 +93,8 @@ def test_scontrol_shows_what_the_rendered_header_says(tmp_path: Path,
     ctx = render_context(a)
     files = render_files(ctx, a.expansion.runs, a.expansion.evaluations, None)
     apply_writes(a.work_dir, files, plan_writes(a.work_dir, files))
-    job = job_plan(Submission("tiny-llama", None, job_name(name, "tiny-llama", "ft")), a, ctx)
+    stage = job_name(name, "tiny-llama", key or "ft")
+    job = job_plan(Submission("tiny-llama", key, stage), a, ctx)
     executor = executor_factory(ws)(a.site)
     job_id = executor.submit([job])[job.name]
     try:
@@ -100,5 +107,7 @@ def test_scontrol_shows_what_the_rendered_header_says(tmp_path: Path,
     assert {option.split("=", 1)[0] for option in header} == set(SCONTROL_FIELD)
     for option, value in (line.split("=", 1) for line in header):
         assert fields[SCONTROL_FIELD[option]] == as_scontrol(option, value), option
-    assert fields["JobName"] == job_name(name, "tiny-llama", "ft")
-    assert fields["TimeLimit"] == "01:35:00" and fields["TresPerNode"] == "gres:gpu:1"
+    assert fields["JobName"] == stage
+    assert fields["TimeLimit"] == "01:35:00" and fields["Partition"] == "debug"
+    expected = {None: ("gres:gpu:1", "2", "3G"), EVAL: ("gres:gpu:2", "1", "2G")}[key]
+    assert (fields["TresPerNode"], fields["CPUs/Task"], fields["MinMemoryNode"]) == expected

@@ -210,6 +210,31 @@ def test_accounting_disabled_is_recognised() -> None:
     assert not sp.accounting_disabled(fixture("squeue_unknown_id.stderr"))
 
 
+@pytest.mark.parametrize(("recorded", "for_now"), [
+    ("sbatch_error_qos_submit_limit.stderr", True),  # MaxSubmitJobsPerUser: once one ends
+    ("sbatch_error_partition.stderr", False), ("sbatch_error_account.stderr", False),
+    ("sbatch_error_qos.stderr", False), ("sbatch_error_feature.stderr", False),
+    ("sbatch_error_gres.stderr", False), ("sbatch_error_mem.stderr", False)])
+def test_a_refusal_is_for_now_only_for_limits_that_pass(recorded: str, for_now: bool) -> None:
+    assert sp.refused_for_now(fixture(recorded)) is for_now
+
+
+def test_a_refusal_for_a_per_job_limit_or_an_unknown_one_is_for_good() -> None:
+    # Words of SLURM 22.05 (slurm_errno.c, job_scheduler.c) this cluster cannot be made to say.
+    assert sp.refused_for_now("sbatch: error: Batch job submission failed: Socket timed out "
+                              "on send/recv operation")
+    assert not sp.refused_for_now("sbatch: error: QOSMaxWallDurationPerJobLimit\nsbatch: error: "
+                                  "Batch job submission failed: Job violates accounting/QOS "
+                                  "policy (job submit limit, user's size and/or time limits)")
+    assert not sp.refused_for_now("sbatch: error: Batch job submission failed: Something new")
+
+
+def test_sbatch_error_lines_are_one_line() -> None:
+    assert sp.one_line(fixture("sbatch_error_qos_submit_limit.stderr")) == (
+        "QOSMaxSubmitJobPerUserLimit; Batch job submission failed: Job violates accounting/QOS "
+        "policy (job submit limit, user's size and/or time limits)")
+
+
 def test_sacct_argv() -> None:
     assert sp.sacct_argv(["7", "40_1"]) == [
         "sacct", "-X", "-n", "-P", "-j", "7,40_1", "-o",

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from tunegit.commands.common import out, workspace
+from tunegit.core.records import SUBMIT_DEFERRED
 from tunegit.errors import TunegitError
 from tunegit.loop.cycle import WatchConfig, reconcile_once
 
@@ -21,7 +22,12 @@ def config(args: argparse.Namespace) -> WatchConfig:
 def main(args: argparse.Namespace) -> int:
     report = reconcile_once(config(args))
     out(report.summary())
-    for error in report.errors:
+    # A submission refused for now (a limit) is waiting, not failing: the next cycle retries it.
+    waiting = [e for e in report.errors if e.kind == SUBMIT_DEFERRED]
+    failing = [e for e in report.errors if e.kind != SUBMIT_DEFERRED]
+    for error in waiting:
+        print(f"waiting: {error}", file=sys.stderr)
+    for error in failing:
         print(f"error: {error}", file=sys.stderr)
     failed_push = report.push is not None and not report.push.pushed
-    return 1 if report.errors or failed_push else 0
+    return 1 if failing or failed_push else 0

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 
 from tunegit.commands.common import out, workspace
-from tunegit.core.records import SCHEDULER_UNANSWERED, CycleError, Transition
+from tunegit.core.records import SCHEDULER_UNANSWERED, SUBMIT_DEFERRED, CycleError, Transition
 from tunegit.core.states import COMPLETED, SKIPPED, TERMINAL_STATES
 from tunegit.edges.analysis import analyse
 from tunegit.edges.gitinfo import git_dir, head_commit
@@ -61,10 +61,12 @@ def main(args: argparse.Namespace) -> int:
             result = cycle(ws, [name], now=utc_now(), plan_commit=head_commit(ws.root),
                            executor_for=make, site_override=args.site)
         for err in result.errors:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"{'waiting' if err.kind == SUBMIT_DEFERRED else 'error'}: {err}",
+                  file=sys.stderr)
         unanswered = scheduler_unanswered(result.errors)
         failures = failures + 1 if unanswered else 0
-        if result.errors and not unanswered and not result.transitions and not result.live:
+        stuck = [e for e in result.errors if e.kind != SUBMIT_DEFERRED]
+        if stuck and not unanswered and not result.transitions and not result.live:
             return 1
         elapsed = time.monotonic() - start
         for t in result.transitions:

@@ -11,9 +11,13 @@ import dataclasses
 import posixpath
 import re
 from pathlib import Path
+from typing import TypeVar
 
 from tunegit.errors import TunegitError
-from tunegit.spec.site import Site
+from tunegit.spec.models import JobSize
+from tunegit.spec.site import Site, StageResources
+
+_T = TypeVar("_T")
 
 FINETUNE_STAGE = "ft"
 # Joins the parts of a job name. Experiment, run and task names are [A-Za-z0-9._-] and may hold
@@ -28,6 +32,7 @@ class Resources:
     """What one job asks of the scheduler (from the site file and the estimate)."""
 
     gpus: int = 0
+    gpu_type: str = ""  # SLURM's GRES type (gpu:<type>:N); empty: any GPU
     cpus: int = 1
     mem_gb: int = 4
     time_minutes: int = 60
@@ -74,13 +79,24 @@ def log_path(run_dir: str, key: str | None, attempt: int = 1) -> str:
     return posixpath.join(run_dir, "logs", f"{key or 'finetune'}{suffix}.log")
 
 
-def site_resources(site: Site, *, gpus: int, minutes: int) -> Resources:
-    """The site's per-job settings with this job's GPUs (none on a CPU site) and time."""
-    slurm = site.slurm
+def site_resources(site: Site, *, gpus: int, minutes: int,
+                   stage: StageResources | None = None, model: JobSize | None = None,
+                   ) -> Resources:
+    """The site's per-job settings, with this job's GPUs (none on a CPU site) and time. Memory
+    and CPUs: the site's ``stage`` block (slurm.finetune, slurm.evaluation), else what the
+    model catalog says the model's job of this stage needs (``model``), else the site's."""
+    slurm, stage, model = site.slurm, stage or StageResources(), model or JobSize()
+
+    def pick(value: _T | None, default: _T) -> _T:
+        return default if value is None else value
+
     return Resources(
-        gpus=0 if site.gpu.is_cpu else gpus, cpus=slurm.cpus_per_task, mem_gb=slurm.mem_gb,
-        time_minutes=minutes, partition=slurm.partition, account=slurm.account,
-        qos=slurm.qos, constraint=slurm.constraint, extra=tuple(slurm.extra_sbatch))
+        gpus=0 if site.gpu.is_cpu else gpus, gpu_type=site.gpu.gres_type,
+        cpus=pick(stage.cpus_per_task, pick(model.cpus_per_task, slurm.cpus_per_task)),
+        mem_gb=pick(stage.mem_gb, pick(model.mem_gb, slurm.mem_gb)), time_minutes=minutes,
+        partition=pick(stage.partition, slurm.partition), account=slurm.account,
+        qos=pick(stage.qos, slurm.qos), constraint=pick(stage.constraint, slurm.constraint),
+        extra=tuple(slurm.extra_sbatch))
 
 
 def slurm_time(minutes: int) -> str:
@@ -100,7 +116,8 @@ def sbatch_options(*, name: str, chdir: Path, output: Path, resources: Resources
         "--qos": resources.qos, "--constraint": resources.constraint, "--array": array,
     }
     if resources.gpus > 0:
-        options["--gres"] = f"gpu:{resources.gpus}"
+        kind = f"{resources.gpu_type}:" if resources.gpu_type else ""
+        options["--gres"] = f"gpu:{kind}{resources.gpus}"
     lines = [f"{key}={value}" for key, value in options.items() if value]
     lines += [_extra(option) for option in resources.extra]
     for line in lines:

@@ -10,7 +10,8 @@ not be asked (``Poll.ok`` False) nothing moves and nothing is submitted:
    outside this experiment's work dir: then it is someone else's);
 3. block: evaluations of a fine-tuning run that failed, was cancelled or blocked;
 4. submit: fine-tuning first, then evaluations whose checkpoint exists (or, where the
-   scheduler enforces dependencies, chained on their live fine-tuning job), within capacity.
+   scheduler enforces dependencies, chained on their live fine-tuning job), within capacity;
+   a step the scheduler refused for now (a limit: ``deferred``) waits for its ``next_try``.
 
 ``retry`` (for `tunegit retry`) and ``cancelled`` (for `tunegit cancel`) are the two
 hand-made transitions; both keep every submitted record: a retry is a new attempt
@@ -52,6 +53,10 @@ from tunegit.errors import TunegitError
 # short against the hours or days a lost step would otherwise sit `running`.
 JOB_LOST_GRACE_S = 600
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# A step the scheduler refused for now (a QOS or partition limit, a busy controller) is tried
+# again after the site's submit_retry_s, doubled at each refusal in a row, at most
+# SUBMIT_BACKOFF_MAX_S: a cap that stays full costs one sbatch every half hour, not one a cycle.
+SUBMIT_BACKOFF_MAX_S = 30 * 60
 DEAD = frozenset({FAILED, CANCELLED, BLOCKED})
 RETRYABLE = DEAD
 # What an attempt's record keeps when a retry replaces it (see ``retry``).
@@ -231,7 +236,9 @@ def _submissions(p: _Pass, exp: Expansion, capacity: int | None,
     out: list[Submission] = []
 
     def add(sub: Submission) -> None:
-        if room is None or len(out) < room:
+        step = p.status.step(sub.run, sub.key)
+        waiting = step.next_try is not None and p.now < step.next_try
+        if not waiting and (room is None or len(out) < room):
             out.append(sub)
 
     for run in exp.finetuned:
@@ -253,6 +260,18 @@ def _submissions(p: _Pass, exp: Expansion, capacity: int | None,
                 add(Submission(run.name, key, pending_name(p.experiment, run.name, key, step),
                                after, step.attempt or 1))
     return out
+
+
+def deferred(step: Step, now: str, words: str, retry_s: float) -> Step:
+    """A pending step the scheduler refused for now: still pending, with the scheduler's
+    words, how many times in a row it refused, and when it is tried again: ``retry_s`` after
+    the first refusal, twice as long after each further one (at most SUBMIT_BACKOFF_MAX_S)."""
+    refusals = (step.refusals or 0) + 1
+    delay = min(SUBMIT_BACKOFF_MAX_S, retry_s * 2 ** min(refusals - 1, 16))
+    next_try = _later(now, delay) or now
+    return step.moved(PENDING, now, refusals=refusals, next_try=next_try,
+                      message=f"the scheduler refused it for now ({refusals}x in a row): "
+                      f"{words}; tried again from {next_try}")
 
 
 def retry(status: StatusFile, experiment: str, run: str, key: str | None,

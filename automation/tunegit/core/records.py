@@ -22,12 +22,13 @@ class Transition:
 INVALID_PLAN = "invalid plan"  # nothing of the experiment runs until its plan (or site) changes
 CONFLICT = "conflict"  # a generated file was edited by hand: its run is held, the others go on
 SUBMIT_REFUSED = "submit refused"  # the scheduler refused a job: its step failed (`tunegit retry`)
+SUBMIT_DEFERRED = "submit deferred"  # refused for now (a limit): pending, tried again later
 SCHEDULER_UNANSWERED = "scheduler unanswered"  # states unknown this cycle: back off and retry
 UNTRUSTED = "untrusted"  # its site requires signed commits and the plan commit is not
 REQUEST_REFUSED = "request refused"  # a retry.yaml entry that cannot apply: the rest goes on
 STOPPED = "stopped"  # any other error the user can fix: the experiment waits, nothing submitted
-CYCLE_ERROR_KINDS = (INVALID_PLAN, CONFLICT, SUBMIT_REFUSED, SCHEDULER_UNANSWERED, UNTRUSTED,
-                     REQUEST_REFUSED, STOPPED)
+CYCLE_ERROR_KINDS = (INVALID_PLAN, CONFLICT, SUBMIT_REFUSED, SUBMIT_DEFERRED,
+                     SCHEDULER_UNANSWERED, UNTRUSTED, REQUEST_REFUSED, STOPPED)
 
 
 @dataclasses.dataclass(frozen=True)

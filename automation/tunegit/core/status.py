@@ -31,8 +31,8 @@ BASE_NOTE = "Base model - no fine-tuning required"
 
 # Key order of a step record; keys whose value is None/empty are left out except the seed's four.
 STEP_KEYS = (
-    "status", "job_id", "output", "last_updated", "reason", "message", "missing_since", "note",
-    "job_name",
+    "status", "job_id", "output", "last_updated", "reason", "message", "missing_since",
+    "refusals", "next_try", "note", "job_name",
     "attempt", "requested", "submitted_from", "rendered_hash", "submitted", "started", "ended",
     "elapsed_s",
     "exit_code", "score", "metric", "samples", "log", "config", "estimate", "metrics", "attempts",
@@ -51,6 +51,8 @@ class Step:
     reason: str | None = None
     message: str | None = None
     missing_since: str | None = None  # when the executor first said it does not know the job
+    refusals: int | None = None  # times in a row the scheduler refused it for now (a limit)
+    next_try: str | None = None  # a refused step is not submitted again before this time
     note: str | None = None
     job_name: str | None = None
     attempt: int | None = None
@@ -257,8 +259,12 @@ def _step(data: Any) -> Step:
             known[key] = None
     if known.get("job_id") is not None:
         known["job_id"] = str(known["job_id"])
-    if not isinstance(known.get("missing_since"), str | None):
-        known["missing_since"] = None
+    for key in ("missing_since", "next_try"):
+        if not isinstance(known.get(key), str | None):
+            known[key] = None
+    refusals = known.get("refusals")
+    if isinstance(refusals, bool) or not isinstance(refusals, int | None):
+        known["refusals"] = None
     samples = known.get("samples")
     if isinstance(samples, bool) or not isinstance(samples, int | None):
         known["samples"] = None

@@ -82,7 +82,7 @@ def analyse(ws: Workspace, plan_path: Path, site_override: str | None = None) ->
     priors = load_site_priors(ws, site.name) + history
     est = estimate_plan(exp, site, priors, verification.datasets, queue_capacity(ws, site))
     errors = (list(findings.errors) + list(verification.errors) + _batch_fit(loaded, est)
-              + _gpu_fit(loaded, site))
+              + _gpu_fit(loaded, site) + _time_fit(loaded, site))
     if errors:
         raise PlanError(problems=sorted(errors, key=lambda p: (p.line or 0, p.col or 0)))
     warnings = findings.warnings + verification.warnings + tuple(_warmup_fit(loaded, est,
@@ -91,15 +91,17 @@ def analyse(ws: Workspace, plan_path: Path, site_override: str | None = None) ->
 
 
 def queue_capacity(ws: Workspace, site: Site) -> int | None:
-    """The jobs tunegit lets run at once: the site's max_parallel where its executor has no
-    scheduler of its own (the local executor: it does not enforce dependencies either); None
-    where a scheduler (SLURM) queues them."""
+    """The jobs tunegit lets run (or be queued) at once on a site, across all experiments: its
+    max_parallel where its executor has no scheduler of its own (the local executor: it does
+    not enforce dependencies either), and at most its max_submitted; None: no limit (a
+    scheduler, SLURM, queues them)."""
     return executor_capacity(backend(site.executor).create(site, ws), site)
 
 
 def executor_capacity(executor: Executor, site: Site) -> int | None:
     """``queue_capacity`` for an executor already made (the reconcile loop's)."""
-    return None if executor.supports_dependencies else site.max_parallel
+    caps = [site.max_submitted, None if executor.supports_dependencies else site.max_parallel]
+    return min((c for c in caps if c is not None), default=None)
 
 
 def _tools(loaded: LoadedPlan) -> list[Problem]:
@@ -111,6 +113,18 @@ def _tools(loaded: LoadedPlan) -> list[Problem]:
     if tools.evaluation not in EVALUATION:
         out.append(doc.problem(("tools", "evaluation"), f"unknown tool {tools.evaluation!r}",
                                hint="supported: " + ", ".join(sorted(EVALUATION))))
+    return out
+
+
+def _time_fit(loaded: LoadedPlan, site: Site) -> list[Problem]:
+    """A plan's own time limit must be one the site allows (it is not cut down silently)."""
+    most, out = site.slurm.time_limit_max_minutes, []
+    for key, minutes in loaded.plan.time_limits.model_dump().items():
+        if minutes is not None and minutes > most:
+            out.append(loaded.located.problem(
+                ("time_limits", key), f"{minutes} minutes, but site {site.name!r} allows at "
+                f"most {most} per job", hint=f"use {key} <= {most}, or raise "
+                f"slurm.time_limit_max_minutes in sites/{site.name}.yaml"))
     return out
 
 

@@ -49,14 +49,15 @@ def digest(text: str) -> str:
 
 def render_context(a: Analysis, status: StatusFile | None = None) -> RenderContext:
     """What the tools render with; ``status`` gives each step's current attempt."""
-    site = a.site
+    site, limits = a.site, a.loaded.plan.time_limits
     times: dict[str, int] = {}
     factor = site.slurm.time_safety_factor
     for est in a.estimate.runs:
-        times[est.name] = math.ceil(est.train_minutes.high * factor)
+        times[est.name] = limits.finetune_minutes or math.ceil(est.train_minutes.high * factor)
         per_eval = est.eval_minutes.high / max(est.evaluations, 1)
         for ev in a.expansion.evaluations_of(est.name):
-            times[f"{est.name}/{ev.key}"] = math.ceil(per_eval * factor)
+            times[f"{est.name}/{ev.key}"] = (limits.evaluation_minutes
+                                             or math.ceil(per_eval * factor))
     datasets = {k: v.resolved for k, v in a.verification.datasets.items()}
     return RenderContext(
         plan=a.loaded.plan,

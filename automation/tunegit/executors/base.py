@@ -56,11 +56,16 @@ class Executor(Protocol):
 class SubmitError(TunegitError):
     """The scheduler refused a job (bad partition, over QOS, ...): not retried blindly.
 
-    ``submitted`` holds the jobs of the same call that did go in before the refusal."""
+    ``submitted`` holds the jobs of the same call that did go in before the refusal.
+    ``transient``: refused for now (a limit on jobs queued, a busy controller), so the same
+    job is worth submitting again later; otherwise it never will be accepted as it is."""
 
-    def __init__(self, job_name: str, message: str, submitted: Mapping[str, str] | None = None):
+    def __init__(self, job_name: str, message: str, submitted: Mapping[str, str] | None = None,
+                 *, transient: bool = False):
         self.job_name = job_name
         self.submitted = dict(submitted or {})
+        self.transient = transient
+        self.words = message
         super().__init__(f"{job_name}: {message}")
 
 

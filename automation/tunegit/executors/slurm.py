@@ -82,8 +82,9 @@ REFUSED = "Batch job submission failed"
 class PartialSubmitError(SubmitError):
     """A submit stopped part way: ``submitted`` holds the ids that did go in."""
 
-    def __init__(self, job_name: str, message: str, submitted: Mapping[str, str]):
-        super().__init__(job_name, message, submitted)
+    def __init__(self, job_name: str, message: str, submitted: Mapping[str, str], *,
+                 transient: bool = False):
+        super().__init__(job_name, message, submitted, transient=transient)
 
 
 class SlurmExecutor:
@@ -130,7 +131,8 @@ class SlurmExecutor:
         except SubmitError as error:
             if not ids:
                 raise
-            raise PartialSubmitError(error.job_name, str(error), ids) from error
+            raise PartialSubmitError(error.job_name, error.words, ids,
+                                     transient=error.transient) from error
         return ids
 
     def _submit_group(self, group: Sequence[JobPlan]) -> dict[str, str]:
@@ -155,6 +157,7 @@ class SlurmExecutor:
             raise SubmitError(
                 job_name,
                 "sbatch timed out: the job may be queued; poll its name before submitting again",
+                transient=True,
             ) from None
         except OSError as error:
             raise SubmitError(job_name, f"cannot run sbatch: {error}") from None
@@ -165,7 +168,8 @@ class SlurmExecutor:
             found = self._recover(job_name) if recover and not refused else None
             if found:
                 return found
-            raise SubmitError(job_name, message)
+            raise SubmitError(job_name, sp.one_line(message),
+                              transient=sp.refused_for_now(message))
         return job_id
 
     def _recover(self, job_name: str) -> str | None:

@@ -2,7 +2,9 @@
 
 Used by `tunegit run` (in a loop until done), `tunegit reconcile --once` and `tunegit watch`.
 Status is written once per experiment per cycle, atomically, only when its bytes change.
-Each executor is asked once per cycle for the jobs of all experiments (`poll_all`).
+Each executor is asked once per cycle for the jobs of all experiments (`poll_all`), and a
+site's limits (max_parallel, max_submitted) are shared by all its experiments of the cycle.
+A submission the scheduler refuses for now stays pending and is tried again after a back-off.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from tunegit.core import records
 from tunegit.core.jobplan import JobPlan, log_path
-from tunegit.core.reconcile import Submission, decide, live_job_ids, wanted_names
+from tunegit.core.reconcile import Submission, decide, deferred, live_job_ids, wanted_names
 from tunegit.core.records import CycleError, CycleResult, Transition
 from tunegit.core.states import (
     COMPLETED,
@@ -81,10 +83,12 @@ def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: s
         except TunegitError as exc:
             errors.append(_failure(name, exc))
     polls = poll_all(prepared)
+    # A site's limits hold across its experiments: each is given what the others leave.
+    live_of = {p.name: _live(p.status) for p in prepared}
     for p in prepared:
         try:
             result = finish(p, share(polls[id(p.executor)], p.job_ids, p.names), now=now,
-                            plan_commit=plan_commit)
+                            plan_commit=plan_commit, others_live=_others_live(p, prepared, live_of))
         except TunegitError as exc:
             errors.append(_failure(p.name, exc))
             continue
@@ -93,10 +97,21 @@ def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: s
         if result.written:
             written.append(ws.experiment_dir(p.name) / STATUS_FILE)
         written += result.results
-        steps = result.status.steps()
-        live += sum(1 for _, _, s in steps if s.status in LIVE_STATES)
-        pending += sum(1 for _, _, s in steps if s.status == PENDING)
+        live_of[p.name] = _live(result.status)
+        live += live_of[p.name]
+        pending += sum(1 for _, _, s in result.status.steps() if s.status == PENDING)
     return CycleResult(tuple(transitions), tuple(written), live, pending, tuple(errors))
+
+
+def _live(status: StatusFile) -> int:
+    return sum(1 for _, _, s in status.steps() if s.status in LIVE_STATES)
+
+
+def _others_live(p: Prepared, prepared: Sequence[Prepared], live_of: Mapping[str, int]) -> int:
+    """The live jobs of this cycle's other experiments on ``p``'s site (as last known: after
+    their own pass when it came first), which count against its max_parallel/max_submitted."""
+    return sum(live_of[o.name] for o in prepared
+               if o is not p and o.analysis.site.name == p.analysis.site.name)
 
 
 def _failure(name: str, exc: TunegitError) -> CycleError:
@@ -216,8 +231,10 @@ def _text(path: Path) -> str | None:
         return None
 
 
-def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> ExperimentResult:
-    """Decide on this cycle's answer, harvest, submit, write the status once."""
+def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None,
+           others_live: int = 0) -> ExperimentResult:
+    """Decide on this cycle's answer, harvest, submit, write the status once; ``others_live``
+    jobs of other experiments on the same site take their part of its capacity."""
     a, ctx, name, executor, status = p.analysis, p.ctx, p.name, p.executor, p.status
     errors = list(p.errors)
     if not poll.ok:
@@ -225,7 +242,7 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> Exp
                                  f"scheduler not answering ({poll.error}); "
                                  "states unknown this cycle, nothing submitted"))
     decision = decide(a.expansion, status, poll, experiment=name, now=now,
-                      capacity=executor_capacity(executor, a.site),
+                      capacity=_capacity(executor_capacity(executor, a.site), others_live),
                       dependencies=executor.supports_dependencies, logs=_failed_logs(status, poll),
                       work_dir=str(a.work_dir))
     status = _with_logs(decision.status, ctx, a)
@@ -241,6 +258,10 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> Exp
     results = _results(a, status, decision.transitions + harvested)
     return ExperimentResult(p.retried + decision.transitions + harvested + submitted, changed,
                             status, tuple(errors + submit_errors), results)
+
+
+def _capacity(site_capacity: int | None, others_live: int) -> int | None:
+    return None if site_capacity is None else max(0, site_capacity - others_live)
 
 
 def _results(a: Analysis, status: StatusFile,
@@ -313,34 +334,49 @@ def _submit(executor: Executor, status: StatusFile, subs: Sequence[Submission], 
              if step.job_name and step.job_id}
     errors: list[CycleError] = []
     crashpoint("before_sbatch")
+    refusal: SubmitError | None = None
     try:
         # Both executors take `known` (name -> id of jobs submitted earlier, for `after`).
         ids = executor.submit(list(specs.values()), known=known)
     except SubmitError as exc:
         # What did go in before the refusal is recorded like any other submission.
-        ids = exc.submitted
-        errors.append(CycleError(a.name, records.SUBMIT_REFUSED,
-                                 f"the scheduler refused {exc.job_name}: {exc}"))
-        refused = str(exc)
-    else:
-        refused = ""
+        ids, refusal = exc.submitted, exc
+        errors.append(_refused(a.name, exc, len(subs) - len(ids)))
     crashpoint("after_sbatch")
     transitions = []
     for sub in subs:
         old = status.step(sub.run, sub.key)
         job_id = ids.get(sub.name)
         if job_id is None:
-            if not refused:
+            if refusal is None:
                 continue
-            new = old.moved(FAILED, now, reason=REASON_SUBMIT_FAILED, message=refused[-500:])
+            if refusal.transient:  # nothing lost: pending, tried again after a back-off
+                status = status.with_step(sub.run, sub.key,
+                                          deferred(old, now, refusal.words[-500:],
+                                                   a.site.slurm.submit_retry_s))
+                continue
+            new = old.moved(FAILED, now, reason=REASON_SUBMIT_FAILED,
+                            message=str(refusal)[-500:], refusals=None, next_try=None)
         else:
             new = old.moved(SUBMITTED, now, job_id=job_id, job_name=sub.name,
                             attempt=sub.attempt,
                             submitted_from=plan_commit,
                             rendered_hash=run_files_hash(files, sub.run),
                             submitted=now, log=str(specs[sub.name].log),
-                            message=None, reason=None, estimate=_planned(a, sub))
+                            message=None, reason=None, estimate=_planned(a, sub),
+                            refusals=None, next_try=None)
         status = status.with_step(sub.run, sub.key, new)
         transitions.append(Transition(a.name, sub.run, sub.key, old.status, new.status, job_id,
                                       new.reason))
     return status, tuple(transitions), errors
+
+
+def _refused(experiment: str, exc: SubmitError, left: int) -> CycleError:
+    if exc.transient:
+        return CycleError(experiment, records.SUBMIT_DEFERRED,
+                          f"the scheduler refused {exc.job_name} for now: {exc.words}; "
+                          f"{left} step(s) stay pending and are tried again after a back-off "
+                          "(`tunegit status` shows when)")
+    return CycleError(experiment, records.SUBMIT_REFUSED,
+                      f"the scheduler refused {exc.job_name}: {exc.words}; {left} step(s) failed "
+                      "(hint: fix the site file or the plan, then `tunegit retry`)")

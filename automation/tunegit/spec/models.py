@@ -29,6 +29,14 @@ LAB_FILE = "models.yaml"  # at the experiments repository's root
 
 
 @dataclasses.dataclass(frozen=True)
+class JobSize:
+    """What one stage's job of a model needs, where the catalog says (None: the site's)."""
+
+    mem_gb: int | None = None
+    cpus_per_task: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelInfo:
     family: str  # torchtune family, e.g. "llama3_2"
     params_b: float  # parameters, in billions
@@ -46,6 +54,8 @@ class ModelInfo:
     max_seq_len: int | None = None  # the builder's position limit
     hf_model_type: str | None = None  # config.json's model_type
     test_model: bool = False  # tunegit's own tiny model (short warmup)
+    finetune_size: JobSize = JobSize()  # a fine-tuning job's memory and CPUs
+    eval_size: JobSize = JobSize()  # an evaluation job's
 
     @property
     def tokenizer_file(self) -> str:
@@ -96,6 +106,21 @@ class ShardFormat(Strict):
                      for i in range(1, int(self.max_filename) + 1))
 
 
+class StageSize(Strict):
+    mem_gb: Annotated[int, Field(gt=0)] | None = None
+    cpus_per_task: Annotated[int, Field(gt=0)] | None = None
+
+    def size(self) -> JobSize:
+        return JobSize(self.mem_gb, self.cpus_per_task)
+
+
+class ModelJobs(Strict):
+    """What this model's jobs need; a site's slurm.finetune/evaluation block overrides it."""
+
+    finetune: StageSize = StageSize()
+    evaluation: StageSize = StageSize()
+
+
 class ModelSpec(Strict):
     ids: Annotated[list[str], Field(min_length=1, description="HF ids (org/name) matched")]
     family: str
@@ -110,6 +135,7 @@ class ModelSpec(Strict):
     max_seq_len: Annotated[int, Field(gt=0)] | None = None
     checkpoint_gib: Annotated[float, Field(gt=0)]
     hf_model_type: str | None = None
+    jobs: ModelJobs = ModelJobs()
 
     def info(self) -> ModelInfo:
         files = self.checkpoint_files
@@ -119,7 +145,8 @@ class ModelSpec(Strict):
             tokenizer_files=tuple(self.tokenizer.files.items()),
             checkpoint_files=tuple(files) if isinstance(files, list) else files.names(),
             arch=tuple(self.arch.items()), apply_lora_to_output=self.apply_lora_to_output,
-            max_seq_len=self.max_seq_len, hf_model_type=self.hf_model_type)
+            max_seq_len=self.max_seq_len, hf_model_type=self.hf_model_type,
+            finetune_size=self.jobs.finetune.size(), eval_size=self.jobs.evaluation.size())
 
 
 class CatalogFile(Strict):

@@ -154,6 +154,16 @@ class EvaluationPlan(Strict):
         default=None, description="Must equal training.system_prompt when given.")
 
 
+class TimeLimits(Strict):
+    """Job time limits the plan sets itself, in place of the estimate's."""
+
+    finetune_minutes: PositiveInt | None = Field(
+        default=None, description="Time limit of each fine-tuning job; default: the estimate "
+        "times the site's slurm.time_safety_factor.")
+    evaluation_minutes: PositiveInt | None = Field(
+        default=None, description="Time limit of each evaluation job; default: as estimated.")
+
+
 class Plan(Strict):
     """experiments/NAME/experiment.yaml"""
 
@@ -175,6 +185,8 @@ class Plan(Strict):
                                  "default: model then every other factor.")
     training: Training = Training()
     evaluation: EvaluationPlan
+    time_limits: TimeLimits = Field(default_factory=TimeLimits,
+                                    description="Job time limits, overriding the estimate's.")
     notes: str = ""
     author: str = ""
 

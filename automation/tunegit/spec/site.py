@@ -23,11 +23,30 @@ class Gpu(Strict):
     memory_gib: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         default=0, description="Memory of one GPU.")
     count: PositiveInt = Field(default=1, description="GPUs available to this site at once.")
+    gres_type: str = Field(default="", description="The cluster's name for this GPU in "
+                           "--gres (`sinfo -o %G`, e.g. a100): jobs ask for gpu:<gres_type>:N; "
+                           "empty: any GPU (gpu:N).")
 
     @property
     def is_cpu(self) -> bool:
         """No GPU at this site (``type: cpu``, any case): jobs ask for no GPUs."""
         return self.type.strip().lower() == "cpu"
+
+
+class StageResources(Strict):
+    """What the jobs of one stage ask for where it differs from the site's defaults
+    (``slurm.cpus_per_task`` and the others); unset: the default."""
+
+    cpus_per_task: PositiveInt | None = None
+    mem_gb: PositiveInt | None = None
+    partition: str | None = None
+    constraint: str | None = None
+    qos: str | None = None
+
+
+class EvaluationResources(StageResources):
+    gpus: Annotated[int, Field(ge=0)] = Field(
+        default=1, description="GPUs of one evaluation job (none on a CPU site).")
 
 
 class Slurm(Strict):
@@ -44,14 +63,31 @@ class Slurm(Strict):
     extra_sbatch: list[str] = Field(default_factory=list,
                                     description="More `#SBATCH` options, e.g. `--mail-type=END`.")
     poll_interval_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
+    finetune: StageResources = Field(
+        default_factory=StageResources, description="Fine-tuning jobs: what differs from the "
+        "defaults above (their GPUs are the plan's training.gpus).")
+    evaluation: EvaluationResources = Field(
+        default_factory=EvaluationResources, description="Evaluation jobs: what differs from "
+        "the defaults above, e.g. less memory or another partition, and their GPUs.")
+    submit_retry_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        default=60.0, description="After sbatch refuses a job for now (a QOS or partition "
+        "limit, a busy controller) it is tried again this much later, twice as late after "
+        "each refusal in a row, at most 30 minutes later.")
 
 
 class Environment(Strict):
+    purge: bool = Field(default=False, description="`module purge` before loading `modules` "
+                        "(a clean module set, whatever the submitting shell had loaded).")
     modules: list[str] = Field(default_factory=list, description="`module load` these first.")
     activate: str = Field(default="", description="Shell line that activates the Python "
                           "environment, "
                           "e.g. `conda activate ttenv`.")
     variables: dict[str, str] = Field(default_factory=dict)
+    setup: list[str] = Field(default_factory=list, description="Shell lines every job runs "
+                             "before its work, after the variables are exported.")
+    teardown: list[str] = Field(default_factory=list, description="Shell lines every job runs "
+                                "when it ends, failed or not (an EXIT trap; the job's exit "
+                                "status is kept).")
 
 
 class Site(Strict):
@@ -68,7 +104,12 @@ class Site(Strict):
     gpu: Gpu = Gpu()
     device: Literal["cuda", "cpu"] = "cuda"
     dtype: Literal["bf16", "fp32"] = "bf16"
-    max_parallel: PositiveInt = Field(default=1, description="Jobs run at once (local executor).")
+    max_parallel: PositiveInt = Field(default=1, description="Jobs run at once (local "
+                                      "executor), counted across all the experiments.")
+    max_submitted: PositiveInt | None = Field(
+        default=None, description="At most this many of tunegit's jobs queued or running at "
+        "once on this site, across all experiments (a cluster's cap on jobs per user): more "
+        "are submitted in later cycles as these end. None: no cap.")
     slurm: Slurm = Slurm()
     environment: Environment = Environment()
     require_signed_commits: bool = False

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tunegit.core.expand import Evaluation, Run
 from tunegit.core.jobplan import FINETUNE_STAGE, JobPlan, job_name, log_path, site_resources
 from tunegit.core.logparse import LossCurve
-from tunegit.spec.models import Catalog, short_name
+from tunegit.spec.models import Catalog, JobSize, lookup, short_name
 from tunegit.spec.plan import Plan
-from tunegit.spec.site import Site
+from tunegit.spec.site import Site, StageResources
 
 if TYPE_CHECKING:  # core.results imports scipy, which `tunegit check` must not load
     from tunegit.core.results import SampleTable
@@ -66,19 +66,27 @@ class RenderContext:
 
     def finetune_job(self, run: Run, script: str) -> JobPlan:
         """The fine-tuning job of ``run``: what its script's header says and what is submitted."""
-        return self._job(run, None, script, gpus=run.gpus, minutes=self.finetune_minutes(run))
+        info = lookup(run.model, self.catalog)
+        return self._job(run, None, script, gpus=run.gpus, minutes=self.finetune_minutes(run),
+                         stage=self.site.slurm.finetune, model=info.finetune_size if info else None)
 
     def eval_job(self, run: Run, evaluation: Evaluation, script: str) -> JobPlan:
-        return self._job(run, evaluation.key, script, gpus=1,
-                         minutes=self.eval_minutes(run, evaluation))
+        stage, info = self.site.slurm.evaluation, lookup(run.model, self.catalog)
+        return self._job(run, evaluation.key, script, gpus=stage.gpus,
+                         minutes=self.eval_minutes(run, evaluation), stage=stage,
+                         model=info.eval_size if info else None)
 
-    def _job(self, run: Run, key: str | None, script: str, *, gpus: int, minutes: int) -> JobPlan:
+    def _job(self, run: Run, key: str | None, script: str, *, gpus: int, minutes: int,
+             stage: StageResources, model: JobSize | None) -> JobPlan:
+        """A job sized by the site's defaults as the model catalog (``model``) and the site's
+        ``stage`` block override them."""
         attempt = self.attempts.get(run.name if key is None else f"{run.name}/{key}", 1)
         run_dir = self.run_dir(run)
         return JobPlan(
             name=job_name(self.plan.name, run.name, key or FINETUNE_STAGE, attempt),
             script=Path(script), workdir=Path(run_dir), log=Path(log_path(run_dir, key, attempt)),
-            resources=site_resources(self.site, gpus=gpus, minutes=minutes))
+            resources=site_resources(self.site, gpus=gpus, minutes=minutes, stage=stage,
+                                     model=model))
 
     def _clamp(self, minutes: int) -> int:
         slurm = self.site.slurm

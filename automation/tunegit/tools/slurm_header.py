@@ -33,12 +33,18 @@ def environment_variables(ctx: RenderContext) -> list[tuple[str, str]]:
 def header_context(ctx: RenderContext, job: JobPlan) -> dict[str, object]:
     """What templates/slurm/_header.j2 needs: the job's #SBATCH lines and its environment."""
     env = ctx.site.environment
-    if "\n" in env.activate or "\r" in env.activate:
-        raise TunegitError("site environment.activate: must be one shell line",
-                           hint="chain commands with `&&` on one line")
+    lines = [("activate", env.activate), *(("setup", line) for line in env.setup),
+             *(("teardown", line) for line in env.teardown)]
+    for field, line in lines:
+        if "\n" in line or "\r" in line:
+            raise TunegitError(f"site environment.{field}: {line!r} must be one shell line",
+                               hint="chain commands with `&&` on one line, or give a list")
     return {
         "sbatch": job_options(job),
+        "purge": env.purge,
         "modules": list(env.modules),
         "activate": env.activate,
         "variables": environment_variables(ctx),
+        "setup": list(env.setup),
+        "teardown": list(env.teardown),
     }

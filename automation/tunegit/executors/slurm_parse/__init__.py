@@ -62,11 +62,13 @@ from tunegit.executors.slurm_parse.output import (
     iso_utc,
     job_state,
     observations_by_id,
+    one_line,
     parse_jobcomp,
     parse_jobcomp_line,
     parse_sacct,
     parse_sbatch_id,
     parse_squeue,
+    refused_for_now,
     row_ids,
 )
 
@@ -76,8 +78,8 @@ __all__ = [
     "SQUEUE_FORMAT", "ArrayPlan", "QueueRow", "accounting_disabled", "array_name",
     "array_options", "check_header", "dependency_flags", "duration_s", "exit_code_from_pair",
     "exit_code_from_status", "expand_task_ids", "has_cuda_oom", "ids_by_name", "is_array_wrapper",
-    "iso_utc", "job_state", "observations_by_id", "parse_array_registry", "parse_jobcomp",
-    "parse_jobcomp_line", "parse_sacct", "parse_sbatch_id", "parse_squeue", "plan_array",
-    "render_array_wrapper", "row_ids", "sacct_argv", "sbatch_argv", "sbatch_array_argv",
-    "scancel_argv", "squeue_argv", "status_from_observation",
+    "iso_utc", "job_state", "observations_by_id", "one_line", "parse_array_registry",
+    "parse_jobcomp", "parse_jobcomp_line", "parse_sacct", "parse_sbatch_id", "parse_squeue",
+    "plan_array", "refused_for_now", "render_array_wrapper", "row_ids", "sacct_argv",
+    "sbatch_argv", "sbatch_array_argv", "scancel_argv", "squeue_argv", "status_from_observation",
 ]

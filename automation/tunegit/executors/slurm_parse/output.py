@@ -242,6 +242,34 @@ def _sacct_reason(state_text: str, reason: str) -> str:
     return _reason(reason)
 
 
+# sbatch's words for a job refused for now: a limit on jobs queued or running (QOS, association),
+# a controller too busy to answer. The same job goes in once the limit frees: submit it later.
+REFUSED_FOR_NOW = ("Job violates accounting/QOS policy", "MaxSubmitJob", "MaxJobs",
+                   "Socket timed out", "Unable to contact slurm controller",
+                   "temporarily unable", "Resource temporarily unavailable",
+                   "Slurm controller not responding")
+# ... and for a job that never goes in as it is: a name the cluster does not have, a request no
+# node or per-job limit allows. These win over the above ("PerJob": e.g. QOSMaxCpuPerJobLimit).
+REFUSED_FOR_GOOD = ("Invalid partition", "Invalid account", "Invalid qos", "Invalid feature",
+                    "Invalid generic resource", "Requested node configuration is not available",
+                    "Requested time limit is invalid", "not permitted to use this partition",
+                    "PerJob")
+
+
+def refused_for_now(stderr: str) -> bool:
+    """sbatch failed in a way that passes (a limit, a busy controller): submit it again later.
+    Anything else, an unknown refusal included, is for good: its step fails, saying why."""
+    if any(marker in stderr for marker in REFUSED_FOR_GOOD):
+        return False
+    return any(marker in stderr for marker in REFUSED_FOR_NOW)
+
+
+def one_line(stderr: str) -> str:
+    """sbatch's error lines as one line, without the repeated ``sbatch: error:`` prefix."""
+    lines = (line.strip().removeprefix("sbatch: error:").strip() for line in stderr.splitlines())
+    return "; ".join(line for line in lines if line)
+
+
 def accounting_disabled(stderr: str) -> bool:
     return ACCOUNTING_DISABLED in stderr.lower()
 
