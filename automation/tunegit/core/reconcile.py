@@ -32,10 +32,10 @@ from tunegit.core.observe import Poll, status_from_observation
 from tunegit.core.records import Transition
 from tunegit.core.states import (
     BLOCKED,
-    HELD_REASONS,
     CANCELLED,
     COMPLETED,
     FAILED,
+    HELD_REASONS,
     LIVE_STATES,
     PENDING,
     REASON_CANCELLED,
@@ -126,7 +126,7 @@ class _Pass:
             return
         self.status = self.status.with_step(run, key, step)
         if new != old.status:
-            cause = step.message if new == FAILED else None
+            cause = step.message if new == FAILED or step.reason in HELD_REASONS else None
             self.transitions.append(Transition(self.experiment, run, key, old.status, new,
                                                step.job_id, step.reason, cause))
 

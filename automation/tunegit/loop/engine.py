@@ -12,8 +12,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tunegit.core import records
+from tunegit.core.expand import expand
 from tunegit.core.jobplan import JobPlan, log_path
-from tunegit.core.reconcile import Submission, decide, live_job_ids, wanted_names
+from tunegit.core.reconcile import (
+    Submission,
+    decide,
+    held_before,
+    hold_all,
+    live_job_ids,
+    wanted_names,
+)
 from tunegit.core.records import CycleError, CycleResult, Transition
 from tunegit.core.states import (
     COMPLETED,
@@ -23,6 +31,7 @@ from tunegit.core.states import (
     JOB_RUNNING,
     LIVE_STATES,
     PENDING,
+    REASON_CANNOT_RUN,
     REASON_SUBMIT_FAILED,
     SUBMITTED,
     TERMINAL_STATES,
@@ -31,6 +40,7 @@ from tunegit.core.status import StatusFile, dump, initial, sync
 from tunegit.edges import harvest
 from tunegit.edges.analysis import Analysis, analyse, executor_capacity
 from tunegit.edges.crashpoints import crashpoint
+from tunegit.edges.preflight import Held, preflight
 from tunegit.edges.results_files import RESULTS_MD, write_results
 from tunegit.edges.scaffold import (
     CONFLICT,
@@ -79,6 +89,11 @@ def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: s
                                     executor_for=executor_for, site_override=site_override))
         except TunegitError as exc:
             errors.append(_failure(name, exc))
+            if isinstance(exc, PlanError):
+                held = _hold_plan(ws, name, exc, now)
+                if held is not None:
+                    transitions += held[0]
+                    written.append(held[1])
     polls = poll_all(prepared)
     for p in prepared:
         try:
@@ -105,6 +120,25 @@ def _failure(name: str, exc: TunegitError) -> CycleError:
     return CycleError(name, records.STOPPED, exc.format())
 
 
+def _hold_plan(ws: Workspace, name: str, exc: PlanError, now: str,
+               ) -> tuple[tuple[Transition, ...], Path] | None:
+    """A plan that cannot run here: its pending steps blocked with the reason, the status
+    written only when its bytes change (so a second cycle commits nothing). None when its
+    steps cannot even be listed (the plan does not load, and no status file names them)."""
+    path = ws.experiment_dir(name) / STATUS_FILE
+    try:
+        before = read_status(path)
+        if before is None:
+            before = initial(expand(ws.load_plan(ws.experiment_dir(name) / PLAN_FILE).plan),
+                             name)
+    except (TunegitError, ValueError):
+        return None
+    message = "; ".join(" ".join(line.split()) for line in exc.format().splitlines())
+    status, transitions = hold_all(before, name, f"cannot run: {message}", REASON_CANNOT_RUN,
+                                   now)
+    return (transitions, path) if write_if_changed(path, dump(status)) else None
+
+
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """One experiment rendered and read, waiting for this cycle's scheduler answer."""
@@ -119,6 +153,7 @@ class Prepared:
     status: StatusFile
     job_ids: tuple[str, ...]
     names: tuple[str, ...]
+    held: Held = dataclasses.field(default_factory=dict)  # (run, key) -> why it cannot run
 
 
 def share(poll: Poll, job_ids: Sequence[str], names: Sequence[str]) -> Poll:
@@ -164,8 +199,12 @@ def prepare(ws: Workspace, name: str, *, plan_commit: str | None, executor_for: 
                               f"{x.path} was {x.detail}; not overwritten, its run is held "
                               f"(hint: `tunegit scaffold {name} --force` to overwrite)")
                    for x in actions if x.action == CONFLICT)
+    held = preflight(a.ws, a.site, a.expansion,
+                     [(run, key) for run, key, step in status.steps()
+                      if step.status == PENDING or held_before(step)])
     return Prepared(name, a, executor, ctx, files, frozenset(conflicted_runs(actions)), errors,
-                    status, tuple(live_job_ids(status)), tuple(wanted_names(name, status)))
+                    status, tuple(live_job_ids(status)), tuple(wanted_names(name, status)),
+                    held)
 
 
 def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> ExperimentResult:
@@ -179,7 +218,7 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None) -> Exp
     decision = decide(a.expansion, status, poll, experiment=name, now=now,
                       capacity=executor_capacity(executor, a.site),
                       dependencies=executor.supports_dependencies, logs=_failed_logs(status, poll),
-                      work_dir=str(a.work_dir))
+                      work_dir=str(a.work_dir), held=p.held)
     status = _with_logs(decision.status, ctx, a)
     status, harvested = harvest.completed(status, decision.transitions, a, ctx)
     held = [s for s in decision.submit if s.run not in p.conflicts]
