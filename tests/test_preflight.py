@@ -121,3 +121,30 @@ def test_a_plan_for_an_unknown_site_is_blocked_with_its_reason_committed_once(
     assert len(log.splitlines()) == 2, log  # the plan's commit and one status commit
     assert tunegit(["-C", str(watcher), "status", "far"]) == 0
     assert "no site file sites/nowhere.yaml" in capsys.readouterr().out
+
+
+def test_a_watcher_serves_only_its_sites_and_says_which_plans_it_left_alone(
+        origin: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    laptop = clone(origin, tmp_path / "laptop", name="Alice Planner")
+    watcher = clone(origin, tmp_path / "cluster", name="tunegit watcher")
+    for name, site in (("here", "local"), ("far", "nowhere")):
+        plan = laptop / f"experiments/{name}/experiment.yaml"
+        plan.parent.mkdir(parents=True)
+        plan.write_text(tiny_plan(name))
+        assert tunegit(["-C", str(laptop), "check", "--write", "-q", f"experiments/{name}"]) == 0
+        plan.write_text(tiny_plan(name, site=site))
+    commit_all(laptop, "Plans here and far", author="Alice Planner")
+    git(laptop, "push", "-q", "origin", "main")
+    weightless_model(watcher)
+    status_far = (watcher / "experiments/far" / STATUS_FILE)
+
+    assert tunegit(["-C", str(watcher), "reconcile", "--once", "--site", "local"]) == 0
+    captured = capsys.readouterr()
+    assert "1 experiment(s)" in captured.out
+    assert "skipped (another site): far (nowhere)" in captured.out
+    assert captured.err == ""
+    assert steps_of(watcher, "here")[(RUN, None)]["status"] in (states.SUBMITTED,
+                                                               states.RUNNING)
+    far_before = git(origin, "show", f"main:experiments/far/{STATUS_FILE}")
+    assert "blocked" not in status_far.read_text() and "blocked" not in far_before
+    tunegit(["-C", str(watcher), "cancel", "here"])

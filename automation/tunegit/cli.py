@@ -39,6 +39,15 @@ def _add_watch_args(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="push tries per cycle, with back-off, before keeping the commit local",
     )
+    p.add_argument(
+        "--site",
+        dest="sites",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="serve only plans for this site (repeatable); plans for other sites are left "
+        "alone (default: every site)",
+    )
 
 
 def _add_diff(sub: Any) -> None:

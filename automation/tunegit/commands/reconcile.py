@@ -11,7 +11,7 @@ from tunegit.loop.cycle import WatchConfig, reconcile_once
 
 def config(args: argparse.Namespace) -> WatchConfig:
     return WatchConfig(workspace(args).root, remote=args.remote, branch=args.branch,
-                       push_attempts=args.push_attempts)
+                       push_attempts=args.push_attempts, sites=tuple(args.sites))
 
 
 def main(args: argparse.Namespace) -> int:
