@@ -6,8 +6,9 @@ runs the committed plan), and the program it runs (`tune` for fine-tuning, `insp
 evaluation) on the job environment's PATH. Datasets and their splits are checked with the
 plan itself (``edges.verify``): a plan lacking one cannot run at all.
 
-Only what this machine can see is checked: a site path that is relative (inside the
-repository) or whose directory exists here; and the programs only where the site sets up
+Only what this machine can see is checked: a site path whose jobs run here (the local
+executor), that is relative (inside the repository) or whose directory exists here; and
+the programs only where the site sets up
 no environment of its own (``environment.modules`` / ``activate`` run on the job host).
 The result maps (run, key) to the reason, naming the fix; the reconcile blocks those steps.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from tunegit.core.expand import Expansion
 from tunegit.edges.workspace import Workspace
+from tunegit.executors import backend
 from tunegit.executors.base import job_environment
 from tunegit.spec.site import Site, expand_path
 
@@ -28,15 +30,16 @@ Held = dict[tuple[str, str | None], str]
 TRAIN_EXTRA = "pip install 'tunegit[train]'"
 
 
-def visible_here(ws: Workspace, value: str) -> bool:
-    """Whether a site path can be checked from this machine: relative to the repository,
-    or a directory that exists here."""
-    return not Path(expand_path(value)).is_absolute() or ws.site_dir(value).is_dir()
+def visible_here(ws: Workspace, site: Site, value: str) -> bool:
+    """Whether a site path can be checked from this machine: the site's jobs run here, the
+    path is relative to the repository, or it is a directory that exists here."""
+    return (backend(site.executor).jobs_run_here(site)
+            or not Path(expand_path(value)).is_absolute() or ws.site_dir(value).is_dir())
 
 
 def model_problem(ws: Workspace, site: Site, model: str) -> str | None:
     """Why the base model's directory is not usable, or None (also when not visible)."""
-    if not visible_here(ws, site.models_dir):
+    if not visible_here(ws, site, site.models_dir):
         return None
     config = ws.site_dir(site.models_dir) / model / "config.json"
     if config.is_file():
