@@ -16,7 +16,7 @@ from gitfixtures import clone, commit_all, git, tunegit
 from planfixtures import GITIGNORE, LOCAL_FILES, make_repo, tiny_plan, weightless_model
 from tunegit.core import states
 from tunegit.edges.analysis import analyse
-from tunegit.edges.preflight import preflight
+from tunegit.edges.preflight import preflight, program_problem
 from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 
 RUN = "tiny-llama_rank8"
@@ -137,6 +137,7 @@ def test_a_watcher_serves_only_its_sites_and_says_which_plans_it_left_alone(
     git(laptop, "push", "-q", "origin", "main")
     weightless_model(watcher)
     status_far = (watcher / "experiments/far" / STATUS_FILE)
+    capsys.readouterr()  # the laptop's checks (no model there)
 
     assert tunegit(["-C", str(watcher), "reconcile", "--once", "--site", "local"]) == 0
     captured = capsys.readouterr()
@@ -148,3 +149,18 @@ def test_a_watcher_serves_only_its_sites_and_says_which_plans_it_left_alone(
     far_before = git(origin, "show", f"main:experiments/far/{STATUS_FILE}")
     assert "blocked" not in status_far.read_text() and "blocked" not in far_before
     tunegit(["-C", str(watcher), "cancel", "here"])
+
+
+def test_a_program_the_jobs_cannot_find_names_the_train_extra_unless_the_site_sets_up_its_own(
+        git_env: Path, tmp_path: Path) -> None:
+    """`tune` and `inspect` are there in this test environment; a name that is on no PATH
+    stands for them missing (the lookup is the real one, on the jobs' PATH)."""
+    repo = make_repo(tmp_path / "repo", files=LOCAL_FILES, gitignore=GITIGNORE)
+    site = Workspace(repo).load_site("local")
+    assert program_problem(site, "tune") is None
+    assert program_problem(site, "tune-not-installed") == (
+        "`tune-not-installed` is not installed for the jobs' Python: pip install "
+        "'tunegit[train]' into the environment tunegit runs from")
+    own = site.model_copy(update={"environment": site.environment.model_copy(
+        update={"activate": "conda activate ttenv"})})
+    assert program_problem(own, "tune-not-installed") is None  # set up on the job host
