@@ -164,3 +164,26 @@ def test_a_program_the_jobs_cannot_find_names_the_train_extra_unless_the_site_se
     own = site.model_copy(update={"environment": site.environment.model_copy(
         update={"activate": "conda activate ttenv"})})
     assert program_problem(own, "tune-not-installed") is None  # set up on the job host
+
+
+def test_a_site_variable_unset_where_tunegit_submits_blocks_with_its_name(
+        git_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUNEGIT_TEST_SCRATCH", raising=False)
+    repo = make_repo(tmp_path / "repo", files=LOCAL_FILES, plans={"exp": tiny_plan("exp")},
+                     gitignore=GITIGNORE, commit="plans")
+    site = repo / "sites/local.yaml"
+    site.write_text(site.read_text().replace("models_dir: .tunegit/models",
+                                             "models_dir: $TUNEGIT_TEST_SCRATCH/models"))
+    commit_all(repo, "models on scratch")
+    assert tunegit(["-C", str(repo), "run", "exp", "--poll", "1"]) == 1
+    unset = ("sites/local.yaml: models_dir uses $TUNEGIT_TEST_SCRATCH, not set where tunegit "
+             "submits: set it in the environment tunegit runs in, or write the path out")
+    assert f"{RUN} / fine-tuning: blocked: Preflight: {unset}" in capsys.readouterr().out
+    assert {s["message"] for s in steps_of(repo, "exp").values()} == {unset}
+    assert jobs_launched(repo) == []
+
+    monkeypatch.setenv("TUNEGIT_TEST_SCRATCH", str(tmp_path / "scratch"))
+    weightless_model(tmp_path / "scratch", models_dir="models")
+    assert tunegit(["-C", str(repo), "run", "exp", "--no-wait"]) == 0
+    assert f"{RUN} fine-tuning: pending -> submitted" in capsys.readouterr().out

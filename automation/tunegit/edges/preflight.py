@@ -15,6 +15,8 @@ The result maps (run, key) to the reason, naming the fix; the reconcile blocks t
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -28,6 +30,19 @@ from tunegit.spec.site import Site, expand_path
 
 Held = dict[tuple[str, str | None], str]
 TRAIN_EXTRA = "pip install 'tunegit[train]'"
+VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+SITE_PATHS = ("models_dir", "data_dir", "output_dir")
+
+
+def unset_variables(site: Site) -> str | None:
+    """Why the site's paths cannot be used here: the $VARS they name that are not set."""
+    found = {field: [a or b for a, b in VARIABLE.findall(getattr(site, field))
+                     if (a or b) not in os.environ] for field in SITE_PATHS}
+    named = [f"{field} uses ${', $'.join(names)}" for field, names in found.items() if names]
+    if not named:
+        return None
+    return (f"sites/{site.name}.yaml: {'; '.join(named)}, not set where tunegit submits: set "
+            "it in the environment tunegit runs in, or write the path out")
 
 
 def visible_here(ws: Workspace, site: Site, value: str) -> bool:
@@ -79,6 +94,9 @@ def preflight(ws: Workspace, site: Site, exp: Expansion, steps: Iterable[tuple[s
               ) -> Held:
     """(run, key) of each of ``steps`` (the pending or held ones) -> why its job cannot run."""
     steps = list(steps)
+    unset = unset_variables(site)
+    if unset is not None:  # every path below would be looked up in the wrong place
+        return dict.fromkeys(steps, unset)
     runs = {run.name: run for run in exp.runs}
     evaluations = {(e.run, e.key): e for e in exp.evaluations}
     scripts = untracked(ws.root, {e.script for e in exp.evaluations})
