@@ -170,6 +170,17 @@ def make_repo(root: Path, *, files: tuple[str, ...] = PLAN_FILES,
     return root
 
 
+def weightless_model(root: Path, short: str = "tiny-llama",
+                     models_dir: str = ".tunegit/models") -> Path:
+    """A model directory holding only a config.json: the preflight finds the model there,
+    and a job that loads its weights fails within seconds (for tests of what happens around
+    a job, not in it). Returns the directory."""
+    target = root / models_dir / short
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "config.json").write_text('{"model_type": "llama"}\n')
+    return target
+
+
 def write_plan(root: Path, name: str, text: str | bytes) -> Path:
     """experiments/NAME/experiment.yaml with ``text`` (dedented when str)."""
     path = root / "experiments" / name / "experiment.yaml"

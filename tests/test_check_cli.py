@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planfixtures import DEMO, EXAMPLE_8L, EXAMPLE_SWEEP, REPO, make_repo, run_cli
+from planfixtures import (
+    DEMO,
+    EXAMPLE_8L,
+    EXAMPLE_SWEEP,
+    REPO,
+    make_repo,
+    run_cli,
+    weightless_model,
+)
 
 EXP = f"experiments/{EXAMPLE_8L}"
 FIX = f"  hint: run `tunegit check --write {EXP}` and commit the result\n"
@@ -131,6 +139,7 @@ def test_relative_paths_are_relative_to_dash_c(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     # The checkout has the same relative path: -C must win over the process's cwd.
     repo = make_repo(tmp_path, experiments=(DEMO,))
+    weightless_model(repo)  # its model is there: the only problem is the missing plan doc
     code, _, err = run_cli(capsys, repo, "check", f"experiments/{DEMO}")
     assert code == 1
     assert err.startswith(f"experiments/{DEMO}/runs_plan.md: is missing\n")

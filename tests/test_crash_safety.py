@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from gitfixtures import AUTOMATION, REPO, clone, commit_all, git, tunegit
-from planfixtures import WHOLE_EPOCH, tiny_plan
+from planfixtures import WHOLE_EPOCH, tiny_plan, weightless_model
 from test_slurm_executor import cluster_state
 from tunegit.core.states import LIVE_STATES, TERMINAL_STATES
 from tunegit.edges.crashpoints import ENV, POINTS
@@ -43,8 +43,8 @@ SITE = "crash-slurm"
 
 
 def crash_plan(name: str, site: str, ranks: list[int]) -> str:
-    """One tiny run per rank; the model is never made here (no `tunegit tiny-model`), so a
-    job that starts fails in a second."""
+    """One tiny run per rank; the model has no weights here (``weightless_model`` in the
+    watcher's checkout: the preflight passes), so a job that starts fails in a second."""
     return tiny_plan(name, question="Does a killed watcher ever submit twice or lose a status "
                      "change?", site=site, models=["tunegit/tiny-llama"],
                      factors={"lora_rank": ranks}, training=WHOLE_EPOCH)
@@ -127,6 +127,7 @@ def setup_repo(origin: Path, tmp_path: Path, ranks: list[int], hold: bool) -> tu
     commit_all(laptop, f"Plan {name}")
     git(laptop, "push", "-q", "origin", "HEAD:main")
     clone(origin, watcher, name="tunegit watcher")
+    weightless_model(watcher)
     return watcher, name
 
 

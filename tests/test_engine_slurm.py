@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from planfixtures import LOCAL_FILES
+from planfixtures import LOCAL_FILES, weightless_model
 from test_crash_safety import SBATCH_HEADER
 from test_local_executor import MISSING_MODEL, failing_plan, job_repo
 from test_slurm_executor import cluster_state
@@ -194,6 +194,7 @@ def test_failed_finetune_blocks_its_evaluations_and_slurm_cancels_them(
                     plans={name: failing_plan(name, SITE)},
                     texts={"models.yaml": MISSING_MODEL})
     assert main(["-C", str(repo), "tiny-model", "--pretrain-steps", "0"]) == 0  # mechanics only
+    weightless_model(repo, "tiny-llama-missing")
     assert main(["-C", str(repo), "run", name, "--poll", "1"]) == 1  # a step failed
 
     runs = yaml.safe_load((repo / "experiments" / name / STATUS_FILE).read_text())["runs"]
@@ -302,6 +303,8 @@ def test_run_backs_off_while_the_scheduler_does_not_answer_and_never_fails_a_job
     repo = job_repo(tmp_path / "repo", files=(*LOCAL_FILES, f"sites/{SITE}.yaml"),
                     plans={name: failing_plan(name, SITE)},
                     texts={"models.yaml": MISSING_MODEL})
+    for model in ("tiny-llama", "tiny-llama-missing"):  # jobs that start, then fail
+        weightless_model(repo, model)
     assert main(["-C", str(repo), "run", name, "--poll", "1"]) == 130
     err = capsys.readouterr().err
     assert err.count("scheduler not answering") == 2

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from planfixtures import make_repo, minimal_plan, run_cli, with_text, write_plan
+from planfixtures import (
+    make_repo,
+    minimal_plan,
+    run_cli,
+    weightless_model,
+    with_text,
+    write_plan,
+)
 from tunegit.commands import run as run_cmd
 from tunegit.edges.workspace import Workspace
 from tunegit.executors import EXECUTORS
@@ -54,6 +61,10 @@ def create(site: Site, paths: SitePaths) -> QueuedExecutor:
     return QueuedExecutor(paths.site_dir(site.output_dir) / STATE)
 
 
+def jobs_run_here(site: Site) -> bool:
+    return True  # its "jobs" are directories on this machine
+
+
 def poll_backoff(site: Site) -> Backoff:
     return Backoff(base_s=POLL_S, jitter=0.0)
 
@@ -81,6 +92,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = make_repo(tmp_path / "repo")
     write_plan(root, "exp", with_text(minimal_plan("exp"), "site: della\n", f"site: {NAME}\n"))
     (root / "sites" / f"{NAME}.yaml").write_text(SITE)
+    weightless_model(root, "Llama-3.2-1B-Instruct")  # the preflight finds the plan's model
     return root
 
 

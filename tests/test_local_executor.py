@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from planfixtures import LOCAL_FILES, WHOLE_EPOCH, make_repo, tiny_plan
+from planfixtures import LOCAL_FILES, WHOLE_EPOCH, make_repo, tiny_plan, weightless_model
 from tunegit.cli import main
 from tunegit.core import states
 from tunegit.core.observe import FINISHED_JOB_STATES, status_from_observation
@@ -34,8 +34,9 @@ TRAIN = pytest.mark.skipif(importlib.util.find_spec("torchtune") is None
                            reason="needs the train extra (pip install -e '.[train]')")
 
 
-# The lab's own catalog entry (models.yaml) for a model no site has a directory for: the
-# catalog knows it, so the plan checks, and its fine-tune fails as soon as it starts.
+# The lab's own catalog entry (models.yaml) for a model no site has the weights of: the
+# catalog knows it, so the plan checks; its directory holds only a config.json
+# (weightless_model), so the preflight passes and its fine-tune fails as soon as it starts.
 MISSING_MODEL = """\
 models:
   - ids: [tunegit/tiny-llama-missing]
@@ -55,7 +56,8 @@ models:
 
 def failing_plan(name: str, site: str) -> str:
     """Two fine-tunes; the second names a model (known from the lab's catalog,
-    MISSING_MODEL, to be written as models.yaml) whose directory does not exist."""
+    MISSING_MODEL, to be written as models.yaml) whose directory holds no weights (make it
+    with ``weightless_model(repo, "tiny-llama-missing")``)."""
     return tiny_plan(name, question="Does a failed fine-tune block only its own evaluations?",
                      site=site, models=["tunegit/tiny-llama", "tunegit/tiny-llama-missing"],
                      factors=None, run_name="{model}", training=WHOLE_EPOCH)
@@ -241,6 +243,7 @@ def test_a_step_whose_job_outputs_were_deleted_fails_as_job_lost_after_the_grace
         tmp_path: Path) -> None:
     """It stayed `submitted` for ever: its job was never observed again, nor failed."""
     repo = job_repo(tmp_path / "repo", plans={"lost": tiny_plan("lost")})
+    weightless_model(repo)
     ws = Workspace(repo)
     make = executor_factory(ws)
     start = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -285,6 +288,7 @@ def test_experiments_whose_names_join_alike_each_run_their_own_job(tmp_path: Pat
     plans = {name: tiny_plan(name, run_name=run.replace("8", "{lora_rank}"))
              for name, run in runs.items()}
     repo = job_repo(tmp_path / "repo", plans=plans)
+    weightless_model(repo)
     ws = Workspace(repo)
     make = executor_factory(ws)
     steps = {}
@@ -311,6 +315,7 @@ def test_failed_finetune_blocks_its_evaluations_while_the_other_run_goes_on(
     repo = job_repo(tmp_path / "repo", plans={name: failing_plan(name, "local")},
                     texts={"models.yaml": MISSING_MODEL})
     assert main(["-C", str(repo), "tiny-model", "--pretrain-steps", "0"]) == 0  # mechanics only
+    weightless_model(repo, "tiny-llama-missing")
     assert main(["-C", str(repo), "run", name, "--poll", "1"]) == 1  # a step failed
     printed = capsys.readouterr().out
     assert "tiny-llama-missing fine-tuning: running -> failed: NonZeroExitCode" in printed
@@ -320,8 +325,8 @@ def test_failed_finetune_blocks_its_evaluations_while_the_other_run_goes_on(
     assert (bad["finetune"]["status"], bad["finetune"]["reason"]) == ("failed", "NonZeroExitCode")
     assert bad["finetune"]["exit_code"] != 0
     # Its cause, from torchtune's traceback in the job's log, and where that log is.
-    ft, config = bad["finetune"], repo / ".tunegit/models/tiny-llama-missing/config.json"
-    cause = f"FileNotFoundError: [Errno 2] No such file or directory: '{config}'"
+    ft, model = bad["finetune"], repo / ".tunegit/models/tiny-llama-missing"
+    cause = f"ValueError: No file with name: model.safetensors found in {model}."
     assert ft["message"] == (f"job {ft['job_id']} exited with code {ft['exit_code']}: {cause} "
                              f"(log: {ft['log']})")
     assert f"running -> failed: NonZeroExitCode: {ft['message']}\n" in printed

@@ -18,6 +18,7 @@ from tunegit.core.reconcile import (
     cancelled,
     decide,
     deferred,
+    hold_all,
     retry,
 )
 from tunegit.core.status import StatusFile, Step, initial
@@ -79,6 +80,7 @@ class Row:
     dependencies: bool = True
     capacity: int | None = None
     logs: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    held: Mapping[Where, str] = dataclasses.field(default_factory=dict)
 
 
 FAILURES = [(states.JOB_TIMEOUT, states.REASON_TIMEOUT),
@@ -173,13 +175,34 @@ ROWS = [
         ((R32, None, ()), (R32, EV, (FT32,)), (BASE, EVB, ())),
         {(R8, None): (states.FAILED, states.REASON_CUDA_OOM)},
         logs={"7_0": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB"}),
+    Row("preflight_holds_a_run_blocked_and_submits_nothing_for_it",
+        status(), poll(), ((R32, None, ()), (R32, EV, (FT32,)), (BASE, EVB, ())),
+        {(R8, None): (states.BLOCKED, states.REASON_PREFLIGHT),
+         (R8, EV): (states.BLOCKED, states.REASON_PREFLIGHT)},
+        held={(R8, None): "model missing", (R8, EV): "model missing"}),
+    Row("held_steps_are_pending_again_and_submitted_once_the_preflight_passes",
+        status({(R8, None): Step(states.BLOCKED, reason=states.REASON_PREFLIGHT, message="x"),
+                (R8, EV): Step(states.BLOCKED, reason=states.REASON_CANNOT_RUN, message="y")}),
+        poll(), ((R8, None, ()), (R32, None, ()), (R8, EV, (FT8,)), (R32, EV, (FT32,)),
+                 (BASE, EVB, ())),
+        {(R8, None): (states.PENDING, None), (R8, EV): (states.PENDING, None)}),
+    Row("a_step_blocked_by_a_failed_dependency_is_not_released_by_the_preflight",
+        status({(R8, None): Step(states.FAILED, job_id="7_0", reason="NonZeroExitCode"),
+                (R8, EV): Step(states.BLOCKED, reason=states.REASON_DEPENDENCY_FAILED)}),
+        poll(), ((R32, None, ()), (R32, EV, (FT32,)), (BASE, EVB, ())),
+        {(R8, EV): (states.BLOCKED, states.REASON_DEPENDENCY_FAILED)}),
+    Row("the_preflight_never_touches_a_live_step",
+        status({(R8, None): live("7_0", FT8, states.RUNNING)}), poll(obs("7_0", "RUNNING")),
+        ((R32, None, ()), (R8, EV, (FT8,)), (R32, EV, (FT32,)), (BASE, EVB, ())),
+        {(R8, None): (states.RUNNING, None)}, held={(R8, None): "model missing"}),
 ]
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.name for r in ROWS])
 def test_decide(row: Row) -> None:
     d = decide(EXPANSION, row.before, row.poll, experiment=EXP, now=LATER,
-               capacity=row.capacity, dependencies=row.dependencies, logs=row.logs)
+               capacity=row.capacity, dependencies=row.dependencies, logs=row.logs,
+               held=row.held)
     assert [(s.run, s.key, s.after) for s in d.submit] == list(row.submits)
     assert all(s.name == job_name(EXP, s.run, s.key or "ft") for s in d.submit)
     for (run, key), (state, reason) in row.after.items():
@@ -191,6 +214,20 @@ def test_decide(row: Row) -> None:
     assert {(t.run, t.key) for t in d.transitions} == {
         (r, k) for (r, k, new), (_, _, old) in zip(d.status.steps(), row.before.steps(),
                                                   strict=True) if new.status != old.status}
+
+
+def test_a_plan_that_cannot_run_blocks_its_pending_steps_and_leaves_live_ones() -> None:
+    before = status({(R8, None): live("7_0", FT8, states.RUNNING)})
+    after, transitions = hold_all(before, EXP, "unknown site 'nowhere'",
+                                  states.REASON_CANNOT_RUN, LATER)
+    assert after.step(R8, None) == before.step(R8, None)
+    blocked = after.step(R32, None)
+    assert (blocked.status, blocked.reason, blocked.message) == (
+        states.BLOCKED, states.REASON_CANNOT_RUN, "unknown site 'nowhere'")
+    assert {(t.run, t.key) for t in transitions} == {
+        (r, k) for r, k, s in before.steps() if s.status == states.PENDING}
+    assert hold_all(after, EXP, "unknown site 'nowhere'", states.REASON_CANNOT_RUN,
+                    "2031-01-01T00:00:00Z") == (after, ())  # the same again: no change at all
 
 
 def test_adopted_job_keeps_its_id_and_name() -> None:

@@ -313,18 +313,18 @@ def test_bad_plans_that_once_crashed_or_passed(
 # --- resource checks ------------------------------------------------------------------------
 
 
-def _local_site(root: Path, models_dir: str) -> None:
+def _local_site(root: Path, models_dir: str, executor: str = "local") -> None:
     (root / "sites" / "lab.yaml").write_text(
-        f"executor: local\nmodels_dir: {models_dir}\noutput_dir: out\n"
+        f"executor: {executor}\nmodels_dir: {models_dir}\noutput_dir: out\n"
         "gpu: {type: cpu, memory_gib: 0, count: 1}\ndevice: cpu\ndtype: fp32\n"
     )
 
 
-def test_models_dir_not_visible_is_not_verifiable_here(
+def test_models_dir_of_a_cluster_not_visible_is_not_verifiable_here(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = make_repo(tmp_path)
-    _local_site(root, "/nonexistent/models")
+    _local_site(root, "/nonexistent/models", executor="slurm")
     code, _, err = check(root, capsys, P.replace("site: della", "site: lab"), "--write")
     assert code == 0, err
     assert "models" not in err
@@ -333,6 +333,25 @@ def test_models_dir_not_visible_is_not_verifiable_here(
         "VERIFY_MODEL: Checking Llama-3.2-1B-Instruct\n"
         "Command: ls /nonexistent/models/Llama-3.2-1B-Instruct\n"
         "Result: not verifiable here\n"
+    ) in log
+
+
+@pytest.mark.parametrize("models_dir", ["/nonexistent/models", ".tunegit/models"],
+                         ids=["absolute", "inside the repository, not made yet"])
+def test_a_local_site_says_missing_never_not_verifiable_here(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], models_dir: str
+) -> None:
+    """Its jobs run on this machine: a models_dir not here is a model that is missing."""
+    root = make_repo(tmp_path)
+    _local_site(root, models_dir)
+    code, _, err = check(root, capsys, P.replace("site: della", "site: lab"), "--write")
+    assert code == 0, err
+    assert f"model directory {models_dir}/Llama-3.2-1B-Instruct is missing" in err
+    log = (root / "experiments/exp/design-experiment.log").read_text()
+    assert (
+        "VERIFY_MODEL: Checking Llama-3.2-1B-Instruct\n"
+        f"Command: ls {models_dir}/Llama-3.2-1B-Instruct\n"
+        "Result: missing\n"
     ) in log
 
 

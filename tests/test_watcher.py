@@ -59,6 +59,11 @@ def test_has_work() -> None:
     assert has_work(s, pending=True) and not has_work(s, pending=False)
     live = s.with_step("r", "k", Step(SUBMITTED, job_id="1"))
     assert has_work(live, pending=False)
+    # Held by the preflight: looked at again each cycle, so it proceeds once fixed.
+    held = s.with_step("r", "k", Step("blocked", reason="Preflight", message="model missing"))
+    assert has_work(held, pending=True) and not has_work(held, pending=False)
+    dead = s.with_step("r", "k", Step("blocked", reason="DependencyFailed"))
+    assert not has_work(dead, pending=True)
 
 
 # --- the wiring, with a scripted cycle (no jobs run) --------------------------------------------

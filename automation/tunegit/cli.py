@@ -49,6 +49,15 @@ def _add_watch_args(p: argparse.ArgumentParser) -> None:
         "on the origin), renewed each cycle; another watcher stands by and takes over when the "
         "lease is not renewed for M minutes (default 20; 0 turns the lease off)",
     )
+    p.add_argument(
+        "--site",
+        dest="sites",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="serve only plans for this site (repeatable); plans for other sites are left "
+        "alone (default: every site)",
+    )
 
 
 def _add_diff(sub: Any) -> None:

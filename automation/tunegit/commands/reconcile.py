@@ -16,7 +16,8 @@ def config(args: argparse.Namespace) -> WatchConfig:
         raise TunegitError(f"--lease-minutes {args.lease_minutes:g}: must be 0 or more",
                            hint="0 turns the watcher lease off")
     return WatchConfig(workspace(args).root, remote=args.remote, branch=args.branch,
-                       push_attempts=args.push_attempts, lease_s=args.lease_minutes * 60)
+                       push_attempts=args.push_attempts, lease_s=args.lease_minutes * 60,
+                       sites=tuple(args.sites))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 
 from tunegit.commands.common import out, workspace
+from tunegit.core.reconcile import held_before
 from tunegit.core.records import SCHEDULER_UNANSWERED, SUBMIT_DEFERRED, CycleError, Transition
 from tunegit.core.states import COMPLETED, SKIPPED, TERMINAL_STATES
 from tunegit.edges.analysis import analyse
@@ -124,7 +125,8 @@ def _finish(ws: Workspace, name: str) -> int:
     out(f"done: {_summary(ws, name)}")
     for run, key, step in bad:
         where = f" (log: {step.log})" if step.log else ""
+        why = f": {step.message}" if held_before(step) else ""  # names the fix
         out(f"  {run} / {key or 'fine-tuning'}: {step.status}"
-            f"{': ' + step.reason if step.reason else ''}{where}")
+            f"{': ' + step.reason if step.reason else ''}{why}{where}")
     out(f"status: experiments/{name}/{STATUS_FILE}; scores: `tunegit results {name}`")
     return 1 if bad else 0

@@ -23,7 +23,8 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     cfg = config(args)
-    out(f"watching {cfg.remote}/{cfg.branch} in {cfg.root} every {args.interval:g} s")
+    out(f"watching {cfg.remote}/{cfg.branch} in {cfg.root} every {args.interval:g} s; "
+        f"{cfg.serving()}")
     watch(cfg, interval_s=args.interval, min_gap_s=args.min_gap, stop=stop, wake=wake, log=out)
     out("stopped")
     return 0

@@ -8,8 +8,10 @@ not be asked (``Poll.ok`` False) nothing moves and nothing is submitted:
 2. adopt: a pending step whose deterministic job name the scheduler already knows was
    submitted before a crash: record it, never submit it twice (unless the job runs a script
    outside this experiment's work dir: then it is someone else's);
-3. block: evaluations of a fine-tuning run that failed, was cancelled or blocked;
-4. submit: fine-tuning first, then evaluations whose checkpoint exists (or, where the
+3. hold: pending steps the preflight found unable to run are blocked with its reason;
+   steps it held before (never submitted) whose cause is gone are pending again;
+4. block: evaluations of a fine-tuning run that failed, was cancelled or blocked;
+5. submit: fine-tuning first, then evaluations whose checkpoint exists (or, where the
    scheduler enforces dependencies, chained on their live fine-tuning job), within capacity;
    a step the scheduler refused for now (a limit: ``deferred``) waits for its ``next_try``.
 
@@ -34,11 +36,13 @@ from tunegit.core.states import (
     CANCELLED,
     COMPLETED,
     FAILED,
+    HELD_REASONS,
     LIVE_STATES,
     PENDING,
     REASON_CANCELLED,
     REASON_DEPENDENCY_FAILED,
     REASON_JOB_LOST,
+    REASON_PREFLIGHT,
     SKIPPED,
     SUBMITTED,
     TERMINAL_STATES,
@@ -127,20 +131,23 @@ class _Pass:
             return
         self.status = self.status.with_step(run, key, step)
         if new != old.status:
-            cause = step.message if new == FAILED else None
+            cause = step.message if new == FAILED or step.reason in HELD_REASONS else None
             self.transitions.append(Transition(self.experiment, run, key, old.status, new,
                                                step.job_id, step.reason, cause))
 
 
 def decide(exp: Expansion, status: StatusFile, poll: Poll, *, experiment: str, now: str,
            capacity: int | None, dependencies: bool,
-           logs: Mapping[str, str] | None = None, work_dir: str | None = None) -> Decision:
-    """One pass; ``work_dir`` (the experiment's) is where the scripts of its jobs are."""
+           logs: Mapping[str, str] | None = None, work_dir: str | None = None,
+           held: Mapping[tuple[str, str | None], str] | None = None) -> Decision:
+    """One pass; ``work_dir`` (the experiment's) is where the scripts of its jobs are;
+    ``held`` maps (run, key) of steps the preflight found unable to run to the reason."""
     if not poll.ok:  # unknown this cycle: no state moves, and no name could be looked up
         return Decision(status, (), ())
     p = _Pass(experiment, status, now)
     _observe(p, poll, logs or {})
     _adopt(p, poll, work_dir)
+    _hold(p, held or {})
     _block(p, exp)
     submit = _submissions(p, exp, capacity, dependencies)
     return Decision(p.status, tuple(submit), tuple(p.transitions))
@@ -215,6 +222,31 @@ def _ours(origin: str | None, work_dir: str | None) -> bool:
         return True
     root = posixpath.normpath(work_dir)
     return posixpath.normpath(origin).startswith(root.rstrip("/") + "/")
+
+
+def held_before(step: Step) -> bool:
+    """Blocked before anything was submitted (preflight, a plan that cannot run here)."""
+    return step.status == BLOCKED and step.reason in HELD_REASONS and not step.job_id
+
+
+def _hold(p: _Pass, held: Mapping[tuple[str, str | None], str]) -> None:
+    for run, key, step in p.status.steps():
+        message = held.get((run, key))
+        if message is not None and (step.status == PENDING or held_before(step)):
+            p.move(run, key, BLOCKED, reason=REASON_PREFLIGHT, message=message)
+        elif message is None and held_before(step):
+            p.move(run, key, PENDING, reason=None, message=None)
+
+
+def hold_all(status: StatusFile, experiment: str, message: str, reason: str,
+             now: str) -> tuple[StatusFile, tuple[Transition, ...]]:
+    """Every pending step (and every one held before) blocked with ``reason``: the plan
+    cannot be run at all. Live and finished steps are left as they are."""
+    p = _Pass(experiment, status, now)
+    for run, key, step in status.steps():
+        if step.status == PENDING or held_before(step):
+            p.move(run, key, BLOCKED, reason=reason, message=message)
+    return p.status, tuple(p.transitions)
 
 
 def _block(p: _Pass, exp: Expansion) -> None:

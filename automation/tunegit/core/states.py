@@ -44,3 +44,8 @@ REASON_EVAL_STATUS = "EvalLogNotSuccess"
 REASON_PROCESS_LOST = "ProcessLost"  # a local job's process is gone without an exit code
 REASON_LAUNCHING = "Launching"  # a local job recorded, its process starting
 REASON_JOB_LOST = "JobLost"  # the executor no longer knows the job at all
+# Held before submission: nothing was submitted, so the step is pending again by itself
+# once the cause is gone (the next cycle checks again).
+REASON_PREFLIGHT = "Preflight"  # a model, dataset, task script or tool the job needs is missing
+REASON_CANNOT_RUN = "CannotRun"  # the plan cannot be run here (invalid, unknown site, ...)
+HELD_REASONS = frozenset({REASON_PREFLIGHT, REASON_CANNOT_RUN})

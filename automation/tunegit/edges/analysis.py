@@ -147,7 +147,7 @@ def _warmup_fit(loaded: LoadedPlan, est: PlanEstimate,
         info = models.lookup(r.run.model_id, catalog)
         test_model = bool(info and info.test_model)
         steps = warmup.warmup_steps(t.warmup_steps, total, test_model=test_model)
-        if (r.is_control or (test_model and t.warmup_steps is None)
+        if (total is None or r.is_control or (test_model and t.warmup_steps is None)
                 or not warmup.too_short(steps, total)):
             continue  # (the tiny test model's own short warmup is not a lab's choice)
         field = ("training", "warmup_steps") if t.warmup_steps is not None else ("training",)

@@ -2,7 +2,8 @@
 
 This is an edge (it reads the filesystem). Where a path is not visible from this
 machine (a CI runner cannot see the cluster's scratch), the check says
-"not verifiable here" instead of failing.
+"not verifiable here" instead of failing; on a site whose jobs run on this machine, or
+for a path inside the repository, what is not there is "missing".
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from tunegit.core.taskargs import (
     task_signature,
     unknown_placeholders,
 )
+from tunegit.edges.preflight import visible_here
 from tunegit.edges.workspace import Workspace
 from tunegit.errors import Problem
+from tunegit.executors import backend
 from tunegit.spec import models
 from tunegit.spec.loader import Located
 from tunegit.spec.plan import EvalTask, Plan
@@ -55,12 +58,12 @@ def _find_dataset(ws: Workspace, site: Site, rel: str) -> tuple[Path | None, boo
     visible = True
     if site.data_dir:
         data_dir = ws.site_dir(site.data_dir)
-        visible = data_dir.is_dir()
+        visible = visible_here(ws, site, site.data_dir)
         candidates.append(data_dir / rel)
     absolute = Path(rel)
     if absolute.is_absolute():
         candidates = [absolute]
-        visible = absolute.parent.is_dir()
+        visible = absolute.parent.is_dir() or backend(site.executor).jobs_run_here(site)
     return next((c for c in candidates if c.is_file()), None), visible
 
 
@@ -85,7 +88,7 @@ def verify(ws: Workspace, plan: Plan, site: Site, exp: Expansion, doc: Located,
     for i, model in enumerate(dict.fromkeys(r.model for r in exp.runs)):
         target = models_dir / model
         shown = f"{site.models_dir.rstrip('/')}/{model}"
-        if not models_dir.is_dir():
+        if not visible_here(ws, site, site.models_dir):
             checks.append(Check("VERIFY_MODEL", model, f"ls {shown}", NOT_VERIFIABLE, None,
                                 "the site's models_dir is not visible from this machine"))
         elif (target / "config.json").is_file():

@@ -123,6 +123,11 @@ class Backend(Protocol):
         """Files whose writing means a job ended (none: its jobs are polled on the timer)."""
         ...
 
+    def jobs_run_here(self, site: Site) -> bool:
+        """Whether the jobs run on the machine that submits them: then every site path is
+        on this machine, and one not found here is missing (not "not verifiable here")."""
+        ...
+
 
 def job_environment() -> dict[str, str]:
     """This environment, with the running Python's bin directory first on PATH (jobs find

@@ -325,3 +325,8 @@ def poll_backoff(site: Site) -> Backoff:
 
 def wake_files(site: Site, paths: SitePaths) -> tuple[WakeFile, ...]:
     return (WakeFile(jobs_dir(site, paths), JOB_END_FILE),)
+
+
+def jobs_run_here(site: Site) -> bool:
+    """Always: the jobs are processes on this machine."""
+    return True

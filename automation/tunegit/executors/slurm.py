@@ -344,3 +344,8 @@ def poll_backoff(site: Site) -> Backoff:
 
 def wake_files(site: Site, paths: SitePaths) -> tuple[WakeFile, ...]:
     return ()
+
+
+def jobs_run_here(site: Site) -> bool:
+    """Not known: the jobs run on the cluster's nodes, whose paths may not be visible here."""
+    return False

@@ -39,13 +39,15 @@ import git
 
 from tunegit.core import records
 from tunegit.core import status as status_mod
+from tunegit.core.reconcile import held_before
 from tunegit.core.records import CycleError, CycleResult
 from tunegit.core.states import LIVE_STATES, PENDING
 from tunegit.edges import lease as leases
 from tunegit.edges.crashpoints import crashpoint
 from tunegit.edges.gitstore import GitStore, GitStoreError, PushResult, status_message
 from tunegit.edges.results_files import REPORT_FILE, RESULTS_FILES
-from tunegit.edges.workspace import STATUS_FILE, Workspace
+from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
+from tunegit.errors import TunegitError
 from tunegit.executors import ExecutorFactory, executor_factory
 from tunegit.files import read_status, utc_now, write_if_changed
 from tunegit.loop import engine
@@ -71,6 +73,10 @@ class WatchConfig:
     push_attempts: int = 5
     backoff_s: float = 1.0
     lease_s: float = leases.DEFAULT_LEASE_S  # 0: no lease (one watcher can only ever run)
+    sites: tuple[str, ...] = ()  # serve only plans for these sites (empty: every site)
+
+    def serving(self) -> str:
+        return f"serving sites: {', '.join(self.sites)}" if self.sites else "serving every site"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,11 +119,14 @@ class CycleReport:
     restored: tuple[str, ...] = ()  # damaged status files put back as last committed
     lease_note: str = ""  # taken over from another watcher, or a renewal that failed
     undone: tuple[str, ...] = ()  # human hand edits to status records, put back
+    other_sites: tuple[tuple[str, str], ...] = ()  # (experiment, site) left to other watchers
 
     def summary(self) -> str:
         if self.skipped:
             return self.skipped
         head = f"{self.plan_commit[:10]}: "
+        others = "; skipped (another site): " + ", ".join(
+            f"{name} ({site})" for name, site in self.other_sites) if self.other_sites else ""
         if not self.experiments:
             text = "nothing to reconcile"
         else:
@@ -125,6 +134,7 @@ class CycleReport:
                     f"{self.live} live, {self.pending} pending")
         if self.commit:
             text += f"; committed {self.commit[:10]}"
+        text += others
         if self.restored:
             text += (f"; restored {', '.join(self.restored)} from the last commit (damaged: not "
                      f"a record tunegit wrote; the damaged copy is in .git/{STRAY_DIR}/)")
@@ -147,7 +157,8 @@ def has_work(status: status_mod.StatusFile | None, *, pending: bool) -> bool:
     if status is None:
         return pending
     states = {step.status for _, _, step in status.steps()}
-    return bool(states & LIVE_STATES) or (pending and PENDING in states)
+    held = any(held_before(step) for _, _, step in status.steps())
+    return bool(states & LIVE_STATES) or (pending and (PENDING in states or held))
 
 
 def select(all_names: Sequence[str], changed: set[str] | None, recovered: set[str],
@@ -218,6 +229,25 @@ def set_aside_strays(store: GitStore, stamp: str) -> tuple[str, ...]:
     return strays
 
 
+def plan_site(ws: Workspace, name: str) -> str | None:
+    """The site an experiment's plan names; None when the plan does not load (then it is
+    served, so that its steps are blocked with the plan's errors)."""
+    try:
+        return ws.load_plan(ws.experiment_dir(name) / PLAN_FILE).plan.site
+    except TunegitError:
+        return None
+
+
+def served(ws: Workspace, names: Sequence[str], sites: Sequence[str],
+           ) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """(experiments this watcher serves, (experiment, site) of those it leaves alone)."""
+    if not sites:
+        return tuple(names), ()
+    found = {name: plan_site(ws, name) for name in names}
+    return (tuple(n for n in names if found[n] is None or found[n] in sites),
+            tuple((n, s) for n, s in found.items() if s is not None and s not in sites))
+
+
 def reconcile_once(config: WatchConfig, *, executor_for: ExecutorFactory | None = None,
                    now: Callable[[], str] = utc_now, cycle: CycleFn | None = None,
                    sleep: Callable[[float], None] = time.sleep) -> CycleReport:
@@ -228,7 +258,8 @@ def reconcile_once(config: WatchConfig, *, executor_for: ExecutorFactory | None 
         if not ok:
             return CycleReport("", (), skipped="another reconcile holds the lock; skipped")
         try:
-            return _cycle(store, executor_for, now, cycle or engine.cycle, config.lease_s)
+            return _cycle(store, executor_for, now, cycle or engine.cycle, config.lease_s,
+                          config.sites)
         except git.GitCommandError as exc:  # any git failure is a clear stop, never a traceback
             raise GitStoreError(f"{store.root}: `git {_subcommand(exc)}` failed: "
                                 f"{_stderr_text(exc)}",
@@ -248,7 +279,8 @@ def _stderr_text(exc: git.GitCommandError) -> str:
 
 
 def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
-           now: Callable[[], str], cycle: CycleFn, lease_s: float) -> CycleReport:
+           now: Callable[[], str], cycle: CycleFn, lease_s: float,
+           sites: Sequence[str] = ()) -> CycleReport:
     state_path = store.git_dir / STATE_FILE
     state = WatchState.load(state_path)
     stamp = now().replace(":", "")
@@ -272,9 +304,10 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
     # Live or pending work is what the last cycle left (state.active): only this watcher
     # writes status files, and a human commit that changes one shows in `changed`. Without a
     # saved state, `changed` is None: every experiment is read once.
-    chosen = select(ws.experiments(), store.changed_experiments(state.reconciled, synced.remote),
-                    set(recovered) | {Path(p).parent.name for p in restored}
-                    | {e.experiment for e in edits}, state.active)
+    chosen, others = served(
+        ws, select(ws.experiments(), store.changed_experiments(state.reconciled, synced.remote),
+                   set(recovered) | {Path(p).parent.name for p in restored}
+                   | {e.experiment for e in edits}, state.active), sites)
     refused = untrusted(store, ws, chosen, plan_commit, synced.remote) + linked(ws)
     allowed = tuple(n for n in chosen if n not in {e.experiment for e in refused})
     result = CycleResult((), (), 0, 0)
@@ -294,7 +327,7 @@ def _cycle(store: GitStore, executor_for: ExecutorFactory | None,
     return CycleReport(plan_commit, chosen, len(result.transitions), commit, push,
                        refused + result.errors, result.live, result.pending,
                        set_aside=strays, restored=restored, lease_note=note,
-                       undone=tuple(e.line() for e in edits))
+                       undone=tuple(e.line() for e in edits), other_sites=others)
 
 
 def linked(ws: Workspace) -> tuple[CycleError, ...]:

@@ -14,8 +14,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tunegit.core import records
+from tunegit.core.expand import expand
 from tunegit.core.jobplan import JobPlan, log_path
-from tunegit.core.reconcile import Submission, decide, deferred, live_job_ids, wanted_names
+from tunegit.core.reconcile import (
+    Submission,
+    decide,
+    deferred,
+    held_before,
+    hold_all,
+    live_job_ids,
+    wanted_names,
+)
 from tunegit.core.records import CycleError, CycleResult, Transition
 from tunegit.core.states import (
     COMPLETED,
@@ -25,6 +34,7 @@ from tunegit.core.states import (
     JOB_RUNNING,
     LIVE_STATES,
     PENDING,
+    REASON_CANNOT_RUN,
     REASON_SUBMIT_FAILED,
     SUBMITTED,
     TERMINAL_STATES,
@@ -33,6 +43,7 @@ from tunegit.core.status import StatusFile, dump, initial, sync
 from tunegit.edges import harvest, retry_requests
 from tunegit.edges.analysis import Analysis, analyse, executor_capacity
 from tunegit.edges.crashpoints import crashpoint
+from tunegit.edges.preflight import Held, preflight
 from tunegit.edges.results_files import RESULTS_MD, write_results
 from tunegit.edges.scaffold import (
     CONFLICT,
@@ -82,6 +93,11 @@ def cycle(ws: Workspace, experiments: Sequence[str], *, now: str, plan_commit: s
                                     executor_for=executor_for, site_override=site_override))
         except TunegitError as exc:
             errors.append(_failure(name, exc))
+            if isinstance(exc, PlanError):
+                held = _hold_plan(ws, name, exc, now)
+                if held is not None:
+                    transitions += held[0]
+                    written.append(held[1])
     polls = poll_all(prepared)
     # A site's limits hold across its experiments: each is given what the others leave.
     live_of = {p.name: _live(p.status) for p in prepared}
@@ -121,6 +137,25 @@ def _failure(name: str, exc: TunegitError) -> CycleError:
     return CycleError(name, records.STOPPED, exc.format())
 
 
+def _hold_plan(ws: Workspace, name: str, exc: PlanError, now: str,
+               ) -> tuple[tuple[Transition, ...], Path] | None:
+    """A plan that cannot run here: its pending steps blocked with the reason, the status
+    written only when its bytes change (so a second cycle commits nothing). None when its
+    steps cannot even be listed (the plan does not load, and no status file names them)."""
+    path = ws.experiment_dir(name) / STATUS_FILE
+    try:
+        before = read_status(path)
+        if before is None:
+            before = initial(expand(ws.load_plan(ws.experiment_dir(name) / PLAN_FILE).plan),
+                             name)
+    except (TunegitError, ValueError):
+        return None
+    message = "; ".join(" ".join(line.split()) for line in exc.format().splitlines())
+    status, transitions = hold_all(before, name, f"cannot run: {message}", REASON_CANNOT_RUN,
+                                   now)
+    return (transitions, path) if write_if_changed(path, dump(status)) else None
+
+
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """One experiment rendered and read, waiting for this cycle's scheduler answer."""
@@ -136,6 +171,7 @@ class Prepared:
     job_ids: tuple[str, ...]
     names: tuple[str, ...]
     retried: tuple[Transition, ...] = ()  # retry requests applied (pending again)
+    held: Held = dataclasses.field(default_factory=dict)  # (run, key) -> why it cannot run
 
 
 def share(poll: Poll, job_ids: Sequence[str], names: Sequence[str]) -> Poll:
@@ -194,10 +230,13 @@ def prepare(ws: Workspace, name: str, *, now: str, plan_commit: str | None,
                                "run a new run name)")
                     for run, (what, job) in moved.items())
     errors += tuple(CycleError(name, records.REQUEST_REFUSED, why) for why in refused)
+    held = preflight(a.ws, a.site, a.expansion,
+                     [(run, key) for run, key, step in status.steps()
+                      if step.status == PENDING or held_before(step)])
     return Prepared(name, a, executor, ctx, files,
                     frozenset(conflicted_runs(actions)) | frozenset(moved), errors,
                     status, tuple(live_job_ids(status)), tuple(wanted_names(name, status)),
-                    retried)
+                    retried, held)
 
 
 def live_runs(status: StatusFile) -> dict[str, tuple[str, str]]:
@@ -244,7 +283,7 @@ def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None,
     decision = decide(a.expansion, status, poll, experiment=name, now=now,
                       capacity=_capacity(executor_capacity(executor, a.site), others_live),
                       dependencies=executor.supports_dependencies, logs=_failed_logs(status, poll),
-                      work_dir=str(a.work_dir))
+                      work_dir=str(a.work_dir), held=p.held)
     status = _with_logs(decision.status, ctx, a)
     status, harvested = harvest.completed(status, decision.transitions, a, ctx)
     held = [s for s in decision.submit if s.run not in p.conflicts]
