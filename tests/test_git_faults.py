@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from gitfixtures import clone, commit_all, git, tunegit
-from planfixtures import tiny_plan
+from planfixtures import tiny_plan, weightless_model
 from tunegit.core.status import dump, parse
 from tunegit.edges.gitstore import STALE_LOCK_S, GitStore, GitStoreError
 from tunegit.edges.workspace import STATUS_FILE
@@ -32,6 +32,7 @@ pytestmark = pytest.mark.usefixtures("git_env")
 
 def setup(origin: Path, tmp_path: Path, name: str = "exp1") -> tuple[Path, Path, str]:
     laptop, watcher = clone(origin, tmp_path / "laptop"), clone(origin, tmp_path / "w")
+    weightless_model(watcher)  # the preflight finds the model; its job fails in seconds
     path = laptop / "experiments" / name / "experiment.yaml"
     path.parent.mkdir(parents=True)
     path.write_text(tiny_plan(name))

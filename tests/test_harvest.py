@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from planfixtures import LOCAL_FILES, make_repo, tiny_plan
+from planfixtures import LOCAL_FILES, make_repo, tiny_plan, weightless_model
 from tunegit.commands.run import describe
 from tunegit.core.records import Transition
 from tunegit.core.states import (
@@ -97,6 +97,7 @@ def eval_log_dir(ws: Workspace, name: str) -> Path:
 def submit_then_complete(tmp_path: Path, *, broken: bool) -> tuple[Workspace, list[Transition]]:
     pytest.importorskip("inspect_ai")
     root = make_repo(tmp_path / "repo", files=LOCAL_FILES, plans={"exp": tiny_plan("exp")})
+    weightless_model(root)  # the preflight finds the model (the executor completes the job)
     ws, executor = Workspace(root), CompletingExecutor()
     first = cycle(ws, ["exp"], now="2026-01-01T00:00:00Z", plan_commit=None,
                   executor_for=lambda site: executor)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gitfixtures import AUTOMATION, clone, commit_all, git, tunegit
-from planfixtures import tiny_plan
+from planfixtures import tiny_plan, weightless_model
 from tunegit.edges import lease
 from tunegit.edges.gitstore import GitStore
 from tunegit.executors.local import JOBS_DIR
@@ -39,7 +39,10 @@ def two_watchers(origin: Path, tmp_path: Path) -> tuple[Path, Path]:
     assert tunegit(["-C", str(laptop), "check", "--write", "-q", "experiments/exp1"]) == 0
     commit_all(laptop, "Plan exp1")
     git(laptop, "push", "-q", "origin", "HEAD:main")
-    return clone(origin, tmp_path / "w1"), clone(origin, tmp_path / "w2")
+    watchers = clone(origin, tmp_path / "w1"), clone(origin, tmp_path / "w2")
+    for watcher in watchers:
+        weightless_model(watcher)  # the preflight finds the model; its job fails in seconds
+    return watchers
 
 
 def test_a_second_watcher_stands_by_while_the_first_holds_the_lease(

@@ -393,9 +393,7 @@ def test_run_on_a_full_disk_says_so_without_a_traceback(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     root = make_repo(tmp_path / "lab", files=LOCAL_FILES, plans={"exp": tiny_plan("exp")})
-    model = root / ".tunegit" / "models" / "tunegit" / "tiny-llama"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text("{}\n")
+    weightless_model(root)
     _full_disk_after(monkeypatch, root / ".tunegit" / "outputs" / ".tunegit-jobs", 0)
     code = main(["-C", str(root), "run", "exp", "--no-wait"])
     captured = capsys.readouterr()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gitfixtures import commit_all, tunegit
-from planfixtures import GITIGNORE, LOCAL_FILES, make_repo, tiny_plan
+from planfixtures import GITIGNORE, LOCAL_FILES, make_repo, tiny_plan, weightless_model
 from tunegit.core import status as status_mod
 from tunegit.core.expand import Run
 from tunegit.core.status import Step
@@ -123,6 +123,7 @@ def planned_repo(tmp_path: Path) -> Path:
     import subprocess
 
     repo = make_repo(tmp_path / "repo", files=LOCAL_FILES, gitignore=GITIGNORE)
+    weightless_model(repo)
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     write_plan(repo, "exp1", (8,))
     commit_all(repo, "Plan exp1")
@@ -227,6 +228,7 @@ def controlled_repo(tmp_path: Path) -> Path:
     import subprocess
 
     repo = make_repo(tmp_path / "repo", files=LOCAL_FILES, gitignore=GITIGNORE)
+    weightless_model(repo)
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     write_controlled_plan(repo, (8, 16), 1.0e-2)
     commit_all(repo, "Plan exp1")
@@ -328,11 +330,13 @@ def test_the_local_hook_checks_submitted_runs_against_the_pushed_status(
     from gitfixtures import clone, git
 
     watcher = clone(origin, tmp_path / "watcher")
+    weightless_model(watcher)
     write_controlled_plan(watcher, (8, 16), 1.0e-2)
     commit_all(watcher, "Plan exp1")
     submit_all(watcher, "exp1")
     git(watcher, "push", "-q", "origin", "HEAD:main")
     mine = clone(origin, tmp_path / "mine")
+    weightless_model(mine)
     capsys.readouterr()
     assert tunegit(["-C", str(mine), "check", "experiments/exp1"]) == 0
     assert "ok" in capsys.readouterr().out

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gitfixtures import clone, commit_all, git, tunegit
-from planfixtures import run_cli, tiny_plan
+from planfixtures import run_cli, tiny_plan, weightless_model
 from test_failure_cause import (
     BROKEN_TASK,
     TRAIN,
@@ -89,6 +89,7 @@ def test_applying_records_the_request_and_it_is_never_due_again() -> None:
 def failed_repo(origin: Path, tmp_path: Path) -> Path:
     """A clone whose pushed status (as the watcher commits it) has a failed control eval."""
     repo = clone(origin, tmp_path / "laptop", name="Alice Planner")
+    weightless_model(repo)
     plan = repo / "experiments/exp1/experiment.yaml"
     plan.parent.mkdir(parents=True)
     plan.write_text(tiny_plan("exp1", controls=True))

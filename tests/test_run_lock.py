@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gitfixtures import AUTOMATION
-from planfixtures import GITIGNORE, LOCAL_FILES, make_repo, tiny_plan
+from planfixtures import GITIGNORE, LOCAL_FILES, make_repo, tiny_plan, weightless_model
 from tunegit.core.status import parse
 from tunegit.edges.workspace import STATUS_FILE
 from tunegit.executors.local import JOBS_DIR
@@ -28,9 +28,7 @@ def lab(tmp_path: Path) -> Path:
     repo = make_repo(tmp_path / "lab", files=LOCAL_FILES, gitignore=GITIGNORE,
                      plans={"exp": tiny_plan("exp", factors={"lora_rank": [8, 16]})},
                      commit="Plan exp")
-    model = repo / ".tunegit" / "models" / "tunegit" / "tiny-llama"
-    model.mkdir(parents=True)
-    (model / "config.json").write_text("{}\n")
+    weightless_model(repo)
     return repo
 
 

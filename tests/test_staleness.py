@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from planfixtures import make_repo, run_cli, tiny_plan
+from planfixtures import make_repo, run_cli, tiny_plan, weightless_model
 
 HISTORY = Path(__file__).parent / "fixtures" / "history" / "demo_capitalization"
 FIX = "  hint: run `tunegit check --write experiments/new` and commit the result\n"
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.usefixtures("git_env")
 @pytest.fixture
 def rendered(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     root = make_repo(tmp_path / "repo", plans={"new": tiny_plan("new")})
+    weightless_model(root)
     code, _, err = run_cli(capsys, root, "check", "--write", "-q", "experiments/new")
     assert code == 0, err
     return root

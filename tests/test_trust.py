@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from gitfixtures import clone, commit_all, git, tunegit
-from planfixtures import tiny_plan
+from planfixtures import tiny_plan, weightless_model
 from tunegit.edges.gitstore import status_message
 from tunegit.edges.workspace import STATUS_FILE
 
@@ -160,6 +160,7 @@ def _guard(repo: Path, base: str, capsys: pytest.CaptureFixture[str]) -> tuple[i
 def test_guard_status_refuses_hand_edits_in_ci(origin: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     laptop, watcher = clone(origin, tmp_path / "laptop"), clone(origin, tmp_path / "w")
+    weightless_model(watcher)  # the preflight finds the model; the job is submitted
     plan = laptop / "experiments" / "exp1" / "experiment.yaml"
     plan.parent.mkdir(parents=True)
     plan.write_text(tiny_plan("exp1"))
