@@ -2,12 +2,14 @@
 venv without the train extra, `tunegit init lab`, the first commit, this repository's hooks
 through `pre-commit try-repo`, a plan for two model families, a pull-request branch's
 `tunegit diff`, the merge into a bare origin, and `tunegit reconcile --once` in the
-watcher's clone committing status.
+watcher's clone committing status (every step blocked: no models, no train extra), the
+models arriving and the jobs failing for real, `tunegit status` and `history`, and a new
+attempt asked for with `tunegit retry` in a pull request a reviewer merges.
 
 The install takes about 40 s (and pre-commit's own hook environment as much again), the
 price of testing what a lab gets rather than this checkout on PYTHONPATH. No job trains:
-the venv has no torchtune and the local site no models, so each job fails at once and the
-watcher records why; that is the loop this test is about.
+the venv has no torchtune (the models are config.json only), so each job fails at once and
+the watcher records why; that is the loop this test is about.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest
 import yaml
 
 from gitfixtures import REPO, git
+from planfixtures import weightless_model
 from tunegit import version
 from tunegit.core.states import TERMINAL_STATES
 from tunegit.edges.gitstore import GitStore
@@ -148,38 +151,89 @@ def test_a_lab_s_first_hour(tmp_path: Path, installed: Path, env: dict[str, str]
     git(lab, "merge", "-q", "--no-ff", "-m", "Merge plan-first", "plan-first")
     git(lab, "push", "-q", "origin", "main")
 
-    # Step 5: the watcher's clone reconciles; its status commits land on origin.
+    # Step 5: the watcher's clone reconciles. The lab installed tunegit without the train
+    # extra and has no models yet: the preflight submits nothing, and every step is blocked
+    # with the fix, in one status commit on origin.
     watcher = tmp_path / "watcher"
     git(tmp_path, "clone", "-q", str(origin), str(watcher))
     git(watcher, "config", "user.name", "tunegit watcher")
     git(watcher, "config", "user.email", "watcher@example.com")
-    out = run(watcher, env, tunegit, "reconcile", "--once").stdout
-    assert "committed" in out, out
+    run(watcher, env, tunegit, "reconcile", "--once")
     first = git(origin, "log", "-1", "--format=%s", "main").strip()
-    assert re.fullmatch(rf"status\({EXP}\): \d+ submitted", first), first
-    status: dict[str, object] = {}
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:  # every job fails at once: no torchtune, no models
-        run(watcher, env, tunegit, "reconcile", "--once")
-        status = yaml.safe_load(git(origin, "show", f"main:experiments/{EXP}/runs_status.yaml"))
-        steps = [(name, key, step) for name, r in status["runs"].items()  # type: ignore[attr-defined]
-                 for key, step in [("finetune", r["finetune"]), *r["evaluations"].items()]]
-        if all(step["status"] in TERMINAL_STATES for _, _, step in steps):
-            break
-        time.sleep(2)
-    assert set(status["runs"]) == runs  # type: ignore[index]
-    states = {step["status"] for _, _, step in steps}
-    assert states <= TERMINAL_STATES, yaml.safe_dump(status)
-    failed = [step for _, _, step in steps if step["status"] == "failed"]
-    assert failed and all(step.get("message") for step in failed), yaml.safe_dump(status)
+    assert re.fullmatch(rf"status\({EXP}\): \d+ blocked", first), first
+    status = origin_status(origin)
+    assert set(status["runs"]) == runs
+    blocked = [step for _, _, step in steps_of(status) if step["status"] == "blocked"]
+    assert blocked and any("tiny-model" in step["message"] or "models" in step["message"]
+                           for step in blocked), yaml.safe_dump(status)
+    run(watcher, env, tunegit, "reconcile", "--once")
+    assert git(origin, "log", "-1", "--format=%s", "main").strip() == first  # once, not per cycle
+
+    # Step 6: the models arrive on the cluster and the site says how jobs find their tools
+    # (a pull request: a site change re-renders every plan). The jobs now run and fail for
+    # real: this venv has no `tune`.
+    for model in MODELS:
+        weightless_model(watcher, model.split("/")[1])
+    git(lab, "pull", "-q", "--ff-only")
+    site = lab / "sites" / "local.yaml"
+    site.write_text(site.read_text() + "environment: {activate: 'true'}\n")
+    assert run(lab, env, tunegit, "check", "--write", "-q").returncode == 0
+    git(lab, "add", "-A")
+    git(lab, "commit", "-q", "-m", "Site: the jobs' environment")
+    git(lab, "push", "-q", "origin", "main")
+    status = until_terminal(watcher, env, tunegit, origin)
+    failed = [(name, key, step) for name, key, step in steps_of(status)
+              if step["status"] == "failed"]
+    assert failed and all(step.get("message") for _, _, step in failed), yaml.safe_dump(status)
     own = GitStore(watcher)
     status_commits = git(origin, "log", "--format=%H", f"--grep=^status({EXP})", "main").split()
     assert len(status_commits) >= 2 and all(own.is_own(sha) for sha in status_commits)
 
-    # The laptop pulls: status and history tell what happened.
+    # Step 7: the laptop pulls; status and history tell what happened.
     git(lab, "pull", "-q", "--ff-only")
     table = run(lab, env, tunegit, "status", EXP).stdout
     assert all(name in table for name in runs) and "failed" in table
     history = run(lab, env, tunegit, "history", EXP).stdout
     assert "Qwen2.5-0.5B-Instruct_rank4: planned (Plan cap_5L_two_families)" in history, history
     assert "Qwen2.5-0.5B-Instruct_rank4: finetune: pending -> submitted" in history, history
+
+    # Step 8: a new attempt, asked for in a pull request and merged by a reviewer.
+    name = next(n for n, key, _ in failed if key == "finetune")
+    git(lab, "checkout", "-q", "-b", "retry-first")
+    out = run(lab, env, tunegit, "retry", EXP, name, "--reason", "the train extra is installed")
+    assert "commit it and open a pull request" in out.stdout, out.stdout
+    assert run(lab, env, tunegit, "check", "-q").returncode == 0
+    git(lab, "add", "-A")
+    git(lab, "commit", "-q", "-m", f"Retry {name}")
+    git(lab, "checkout", "-q", "main")
+    git(lab, "merge", "-q", "--no-ff", "-m", "Merge retry-first", "retry-first",
+        env={"GIT_AUTHOR_NAME": "Rita Reviewer", "GIT_AUTHOR_EMAIL": "rita@example.com"})
+    git(lab, "push", "-q", "origin", "main")
+    run(watcher, env, tunegit, "reconcile", "--once")
+    step = origin_status(origin)["runs"][name]["finetune"]
+    assert step["attempt"] == 2 and step["attempts"], step  # attempt 1 kept in attempts
+    assert "Rita Reviewer" in step["requested"]["by"], step
+    git(lab, "pull", "-q", "--ff-only")
+    history = run(lab, env, tunegit, "history", f"{EXP}/{name}").stdout
+    assert "retry requested by Rita Reviewer" in history, history
+
+
+def origin_status(origin: Path) -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load(git(origin, "show", f"main:experiments/{EXP}/runs_status.yaml"))
+
+
+def steps_of(status: dict) -> list[tuple[str, str, dict]]:  # type: ignore[type-arg]
+    return [(name, key, step) for name, r in status["runs"].items()
+            for key, step in [("finetune", r["finetune"]), *r["evaluations"].items()]]
+
+
+def until_terminal(watcher: Path, env: dict[str, str], tunegit: Path,
+                   origin: Path) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + 240
+    while True:  # each job fails within seconds
+        run(watcher, env, tunegit, "reconcile", "--once")
+        status = origin_status(origin)
+        if all(step["status"] in TERMINAL_STATES for _, _, step in steps_of(status)):
+            return status
+        assert time.monotonic() < deadline, yaml.safe_dump(status)
+        time.sleep(2)
