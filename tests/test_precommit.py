@@ -115,3 +115,29 @@ def test_adding_runs_through_check_write_is_not_a_hand_edit(repo: Path) -> None:
                    check=True, capture_output=True)
     proc = try_commit(repo, "Add rank 32")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_completed_runs_in_one_experiment_leave_the_hooks_passing_on_the_others(
+        repo: Path) -> None:
+    """History grows (another experiment's runs completed: the status commit of a watcher)
+    and moves every plan's history-based figures; `pre-commit run --all-files` still passes
+    on the untouched plans, which are stale only when their plan or site changes."""
+    history = REPO / "tests" / "fixtures" / "history" / "demo_capitalization"
+    demo = repo / "experiments" / "demo_capitalization"
+    write_good_plan(repo)
+    demo.mkdir(parents=True)
+    (demo / "experiment.yaml").write_text((history / "experiment.yaml").read_text())
+    proc = subprocess.run(["tunegit", "check", "--write", "-q", str(demo)], cwd=repo,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert try_commit(repo, "Plans exp1 and demo_capitalization").returncode == 0
+    # The watcher's status commit: both demo fine-tunes completed.
+    (demo / "runs_status.yaml").write_text((history / "runs_status.yaml").read_text())
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-verify", "-m", "status(demo_capitalization): 2 completed",
+        env={"TUNEGIT_COMMITTER": "1"})
+    proc = subprocess.run(["pre-commit", "run", "--all-files", "--verbose"], cwd=repo,
+                          capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "estimates would change with 2 new completed run(s)" in proc.stdout, proc.stdout
