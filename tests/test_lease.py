@@ -114,3 +114,13 @@ def test_a_holder_whose_renewal_cannot_be_pushed_acts_while_half_its_lease_is_le
     assert tunegit(["-C", str(w1), "reconcile", "--once", "--lease-minutes", "10"]) == 1
     err = capsys.readouterr().err
     assert "cannot take the watcher lease" in err and "Traceback" not in err
+
+
+def test_a_lease_deleted_on_the_origin_is_taken_at_the_next_cycle(origin: Path,
+                                                                  tmp_path: Path) -> None:
+    w1, w2 = two_watchers(origin, tmp_path)
+    assert not reconcile_once(WatchConfig(w1), now=lambda: T0).skipped
+    assert reconcile_once(WatchConfig(w2), now=lambda: T0).skipped.startswith("standby")
+    git(w1, "push", "-q", "origin", ":refs/tunegit/lease/main")  # w1's machine is retired
+    took = reconcile_once(WatchConfig(w2), now=lambda: "2026-12-02T10:01:00Z")
+    assert not took.skipped, took.summary()

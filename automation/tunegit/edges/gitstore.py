@@ -254,7 +254,9 @@ class GitStore:
         """Fetch the protected branch only (and ``fetch_also``); return its tip on the remote."""
         refspec = f"+refs/heads/{self.branch}:{self.remote_ref}"
         try:
-            self._git("fetch", "--no-tags", "--quiet", self.remote, refspec, *self.fetch_also)
+            prune = ("--prune",) if self.fetch_also else ()  # a lease deleted on the remote
+            self._git("fetch", "--no-tags", "--quiet", *prune, self.remote, refspec,
+                      *self.fetch_also)
         except git.GitCommandError as exc:
             raise GitStoreError(f"cannot fetch {self.branch!r} from {self.remote!r}: "
                                 f"{_stderr(exc)}",
