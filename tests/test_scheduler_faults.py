@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from gitfixtures import AUTOMATION, REPO, clone, commit_all, git, tunegit
+from planfixtures import weightless_model
 from test_crash_safety import Slurm, crash_plan, reconcile
 from test_slurm_executor import cluster_state
 from tunegit.core.jobplan import job_name
@@ -65,7 +66,9 @@ def repo_with(origin: Path, tmp_path: Path, sites: dict[str, str],
     assert tunegit(["-C", str(laptop), "check", "--write", "-q"]) == 0
     commit_all(laptop, "Plans")
     git(laptop, "push", "-q", "origin", "HEAD:main")
-    return clone(origin, tmp_path / "watcher", name="tunegit watcher"), names
+    watcher = clone(origin, tmp_path / "watcher", name="tunegit watcher")
+    weightless_model(watcher)  # the preflight finds the model; these jobs are about SLURM
+    return watcher, names
 
 
 def steps(origin: Path, name: str) -> dict[str, dict[str, object]]:
