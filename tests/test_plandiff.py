@@ -250,14 +250,21 @@ def test_a_new_factor_level_is_shown_as_such_and_the_control_is_not_flagged(
     assert "tiny-llama_base" not in out and "refused" not in out.lower()
 
 
-def test_a_learning_rate_change_refuses_trained_runs_but_never_the_control(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def learning_rate_diff(tmp_path: Path,
+                       capsys: pytest.CaptureFixture[str]) -> pytest.CaptureResult[str]:
+    """`tunegit diff` of a commit that changes the learning rate of a plan with a control,
+    whose trained runs were submitted (it refuses them: exit 1); what it printed."""
     repo = controlled_repo(tmp_path)
     write_controlled_plan(repo, (8, 16), 5.0e-3)
     commit_all(repo, "New learning rate")
     capsys.readouterr()
     assert tunegit(["-C", str(repo), "diff", "HEAD~1", "HEAD"]) == 1
-    captured = capsys.readouterr()
+    return capsys.readouterr()
+
+
+def test_a_learning_rate_change_refuses_trained_runs_but_never_the_control(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    captured = learning_rate_diff(tmp_path, capsys)
     section = captured.out[captured.out.index("### `exp1`"):].splitlines()
     assert section[2] == "- setting `training.learning_rate`: 0.01 → 0.005"
     assert [line.split(" changed:")[0] for line in section if " changed:" in line] == [
@@ -312,12 +319,7 @@ def test_check_base_prints_each_error_once_and_no_ok_for_the_refused_plan(
 
 def test_diff_lists_each_refusal_once_between_stdout_and_stderr(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = controlled_repo(tmp_path)
-    write_controlled_plan(repo, (8, 16), 5.0e-3)
-    commit_all(repo, "New learning rate")
-    capsys.readouterr()
-    assert tunegit(["-C", str(repo), "diff", "HEAD~1", "HEAD"]) == 1
-    captured = capsys.readouterr()
+    captured = learning_rate_diff(tmp_path, capsys)
     both = (captured.out + captured.err).splitlines()
     located = [line for line in both if line.startswith("experiments/exp1/experiment.yaml:")]
     assert len(located) == len(set(located)) == 2

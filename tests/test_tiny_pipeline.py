@@ -65,25 +65,32 @@ def scaffold(ctx: RenderContext, expansion: Expansion) -> None:
             path.write_text(text)
 
 
+def scaffolded(tmp_path: Path, plan: Plan) -> tuple[RenderContext, Expansion]:
+    """``plan`` rendered on a CPU site under ``tmp_path``, with an untrained tiny model (for
+    the mechanics: pretraining is not what these tests are about)."""
+    from tunegit.generators.tinymodel import make_tiny_model
+
+    site = Site.model_validate({"models_dir": str(tmp_path / "models"),
+                                "output_dir": str(tmp_path / "out"), "device": "cpu"})
+    make_tiny_model(tmp_path / "models" / "tiny-llama", pretrain_steps=0)
+    ctx = RenderContext(plan=plan, site=site, repo_root=str(REPO),
+                        work_dir=str(tmp_path / "out" / plan.name), models_dir=site.models_dir,
+                        plan_path=f"experiments/{plan.name}/experiment.yaml",
+                        package_root=str(REPO / "automation"))
+    expansion = expand(plan)
+    scaffold(ctx, expansion)
+    return ctx, expansion
+
+
 @pytest.mark.slow
 @pytest.mark.train
 def test_tiny_pipeline(tmp_path: Path) -> None:
     pytest.importorskip("torchtune")
     pytest.importorskip("inspect_ai")
-    from tunegit.generators.tinymodel import make_tiny_model
-
     canary = tmp_path / "CANARY"
     prompt = hostile_prompt(canary)
     plan = tiny_plan(prompt)
-    site = Site.model_validate({"models_dir": str(tmp_path / "models"),
-                                "output_dir": str(tmp_path / "out"), "device": "cpu"})
-    make_tiny_model(tmp_path / "models" / "tiny-llama", pretrain_steps=0)  # mechanics only
-    ctx = RenderContext(plan=plan, site=site, repo_root=str(REPO),
-                        work_dir=str(tmp_path / "out" / plan.name), models_dir=site.models_dir,
-                        plan_path="experiments/tiny_pipeline/experiment.yaml",
-                        package_root=str(REPO / "automation"))
-    expansion = expand(plan)
-    scaffold(ctx, expansion)
+    ctx, expansion = scaffolded(tmp_path, plan)
     run, control = expansion.runs
 
     # fine-tune

@@ -17,11 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from test_tiny_pipeline import REPO, run_script, scaffold
-from tunegit.core.expand import expand
+from test_tiny_pipeline import run_script, scaffolded
 from tunegit.spec.plan import Plan
-from tunegit.spec.site import Site
-from tunegit.tools import RenderContext, inspect_ai, torchtune
+from tunegit.tools import inspect_ai, torchtune
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]
 
@@ -54,8 +52,6 @@ def test_evaluation_loads_the_merged_weights_once(tmp_path: Path) -> None:
     pytest.importorskip("peft")  # what makes transformers read the adapter files
     from transformers import AutoModelForCausalLM
 
-    from tunegit.generators.tinymodel import make_tiny_model
-
     plan = Plan.model_validate({
         "name": "weights", "question": "Is the adapter applied once?", "models": ["tiny-llama"],
         "dataset": {"path": "tasks/capitalization/input/words_5L_80P_200.json"},
@@ -67,15 +63,7 @@ def test_evaluation_loads_the_merged_weights_once(tmp_path: Path) -> None:
             {"name": "capitalization", "script": "tasks/capitalization/eval.py",
              "task": "capitalization", "max_tokens": 4}]},
     })
-    site = Site.model_validate({"models_dir": str(tmp_path / "models"),
-                                "output_dir": str(tmp_path / "out"), "device": "cpu"})
-    make_tiny_model(tmp_path / "models" / "tiny-llama", pretrain_steps=0)
-    ctx = RenderContext(plan=plan, site=site, repo_root=str(REPO),
-                        work_dir=str(tmp_path / "out" / plan.name), models_dir=site.models_dir,
-                        plan_path="experiments/weights/experiment.yaml",
-                        package_root=str(REPO / "automation"))
-    expansion = expand(plan)
-    scaffold(ctx, expansion)
+    ctx, expansion = scaffolded(tmp_path, plan)
     (run,) = expansion.runs
     run_dir = Path(ctx.run_dir(run))
     result, _ = run_script(run_dir / "finetune.slurm", run_dir)
