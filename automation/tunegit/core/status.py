@@ -104,6 +104,10 @@ class StatusFile:
         record = self.runs[run]
         return record.finetune if key is None else record.evaluations[key]
 
+    def has_step(self, run: str, key: str | None) -> bool:
+        record = self.runs.get(run)
+        return record is not None and (key is None or key in record.evaluations)
+
     def with_step(self, run: str, key: str | None, step: Step) -> StatusFile:
         record = self.runs[run]
         if key is None:
@@ -234,15 +238,10 @@ def damage(text: str, committed: str | None) -> str | None:
     except StatusFormatError:
         return None
     lost = [f"{run}/{key or 'finetune'}" for run, key, step in before.steps()
-            if step.job_id and not _has_step(status, run, key)]
+            if step.job_id and not status.has_step(run, key)]
     if lost:
         return f"the record of submitted job(s) {', '.join(lost)} is gone"
     return None
-
-
-def _has_step(status: StatusFile, run: str, key: str | None) -> bool:
-    record = status.runs.get(run)
-    return record is not None and (key is None or key in record.evaluations)
 
 
 def _step(data: Any) -> Step:

@@ -47,6 +47,15 @@ class SyncResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class HumanCommit:
+    """A commit that is not tunegit's own, and the files it touched."""
+
+    sha: str
+    author: str  # Name <email>
+    files: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class PushResult:
     pushed: bool
     attempts: int
@@ -412,24 +421,31 @@ class GitStore:
         return True, ""
 
 
+    def human_commits(self, since: str, until: str, *diff: str) -> list[HumanCommit]:
+        """The commits in since..until that are not tunegit's own, newest first, each with
+        the files it touched, from one `git log` (a watcher catching up thousands of commits
+        runs one git, not one per commit). ``diff``: how merges are diffed (``-m``: against
+        each parent; ``--first-parent --diff-merges=first-parent``: what they brought to the
+        branch). Records are split by control characters no commit message holds."""
+        out = self._git("log", *diff, "--name-only", "--no-renames",
+                        "--format=%x1e%H%x1f%an <%ae>%x1f%B%x1f", f"{since}..{until}")
+        commits = []
+        for record in out.split("\x1e")[1:]:
+            sha, author, message, listed = record.split("\x1f", 3)
+            if not is_own_message(message):
+                commits.append(HumanCommit(sha, author,
+                                           tuple(f for f in listed.split("\n") if f)))
+        return commits
+
     def changed_experiments(self, since: str | None, until: str) -> set[str] | None:
         """Experiments touched by human commits in since..until; None means "all of them"."""
         if since is None or self.rev(since) is None or not self.is_ancestor(since, until):
             return None
-        # One `git log` over the range (a watcher catching up thousands of commits runs one
-        # git, not one per commit): each commit's message and the files it touched (a merge's
-        # against each parent, -m), records split by control characters no message holds.
-        out = self._git("log", "-m", "--name-only", "--no-renames", "--format=%x1e%H%x1f%B%x1f",
-                        f"{since}..{until}")
         names: set[str] = set()
-        for record in out.split("\x1e")[1:]:
-            _sha, message, listed = record.split("\x1f", 2)
-            if is_own_message(message):
-                continue
-            files = [f for f in listed.split("\n") if f]
-            if any(f.startswith("sites/") for f in files):
+        for commit in self.human_commits(since, until, "-m"):
+            if any(f.startswith("sites/") for f in commit.files):
                 return None
-            names |= {n for n in map(experiment_of, files) if n}
+            names |= {n for n in map(experiment_of, commit.files) if n}
         return names
 
 

@@ -51,7 +51,12 @@ from tunegit.errors import TunegitError
 from tunegit.executors import ExecutorFactory, executor_factory
 from tunegit.files import read_status, utc_now, write_if_changed
 from tunegit.loop import engine
-from tunegit.loop.repair import restore_damaged, restore_hand_edits, restore_message
+from tunegit.loop.repair import (
+    experiment_file,
+    restore_damaged,
+    restore_hand_edits,
+    restore_message,
+)
 from tunegit.loop.trust import untrusted
 
 STATE_FILE = "tunegit-state.json"
@@ -213,8 +218,7 @@ def recover(store: GitStore) -> list[str]:
 
 
 def _own_file(path: str, names: frozenset[str] = OWN_FILES) -> bool:
-    parts = path.split("/")
-    return len(parts) == 3 and parts[0] == "experiments" and parts[2] in names
+    return experiment_file(path, names)
 
 
 def set_aside_strays(store: GitStore, stamp: str) -> tuple[str, ...]:

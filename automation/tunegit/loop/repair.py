@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tunegit.core import status as status_mod
 from tunegit.core.status_edits import FRESH, hand_edits
-from tunegit.edges.gitstore import OWN_TRAILER, GitStore, is_own_message
+from tunegit.edges.gitstore import OWN_TRAILER, GitStore
 from tunegit.edges.workspace import STATUS_FILE
 from tunegit.files import read_status, write_if_changed
 
@@ -39,9 +39,14 @@ class Restored:
                 f"record by hand ({'; '.join(self.what)}); restored")
 
 
-def _is_status(rel: str) -> bool:
+def experiment_file(rel: str, names: frozenset[str]) -> bool:
+    """Whether ``rel`` is ``experiments/<name>/<one of names>``."""
     parts = rel.split("/")
-    return len(parts) == 3 and parts[0] == "experiments" and parts[2] == STATUS_FILE
+    return len(parts) == 3 and parts[0] == "experiments" and parts[2] in names
+
+
+def _is_status(rel: str) -> bool:
+    return experiment_file(rel, frozenset({STATUS_FILE}))
 
 
 def restore_damaged(store: GitStore, stamp: str, stray_dir: str) -> tuple[str, ...]:
@@ -81,20 +86,15 @@ def restore_hand_edits(store: GitStore, since: str | None, until: str) -> list[R
     them (``restore_message``). Nothing when there is no known last cycle."""
     if since is None or store.rev(since) is None or not store.is_ancestor(since, until):
         return []
-    out = store._git("log", "--first-parent", "--diff-merges=first-parent", "--name-only",
-                     "--no-renames",
-                     "--format=%x1e%H%x1f%an <%ae>%x1f%B%x1f", f"{since}..{until}")
     found: list[Restored] = []
-    for record in reversed(out.split("\x1e")[1:]):  # oldest first
-        sha, author, message, listed = record.split("\x1f", 3)
-        if is_own_message(message):
-            continue
-        for rel in (f for f in listed.split("\n") if _is_status(f)):
-            before = store.committed_text(rel, f"{sha}^")
-            after = store.committed_text(rel, sha)
+    commits = store.human_commits(since, until, "--first-parent", "--diff-merges=first-parent")
+    for commit in reversed(commits):  # oldest first
+        for rel in filter(_is_status, commit.files):
+            before = store.committed_text(rel, f"{commit.sha}^")
+            after = store.committed_text(rel, commit.sha)
             problems = hand_edits(before, after, rel)
             if problems and before is not None and _put_back(store.root / rel, before, after):
-                found.append(Restored(rel, sha, author, tuple(
+                found.append(Restored(rel, commit.sha, commit.author, tuple(
                     f"{p.field + ': ' if p.field else ''}{p.message}" for p in problems)))
     return found
 
@@ -116,19 +116,14 @@ def _put_back(path: Path, before: str, after: str | None) -> bool:
         if (run, key) in touched:
             status = status.with_step(run, key, step)
     for run, key, step in edited.steps():
-        if not _has(old, run, key) and step not in FRESH:
+        if not old.has_step(run, key) and step not in FRESH:
             status = status.with_step(run, key, status_mod.Step())
     return write_if_changed(path, status_mod.dump(status))
 
 
 def _same(status: status_mod.StatusFile, run: str, key: str | None,
           step: status_mod.Step) -> bool:
-    return _has(status, run, key) and status.step(run, key) == step
-
-
-def _has(status: status_mod.StatusFile, run: str, key: str | None) -> bool:
-    record = status.runs.get(run)
-    return record is not None and (key is None or key in record.evaluations)
+    return status.has_step(run, key) and status.step(run, key) == step
 
 
 def restore_message(restored: list[Restored]) -> str:
