@@ -31,6 +31,7 @@ from tunegit.core.expand import Expansion
 from tunegit.core.jobplan import FINETUNE_STAGE, job_name
 from tunegit.core.observe import Poll, status_from_observation
 from tunegit.core.records import Transition
+from tunegit.core.stamps import TIME_FORMAT, parse_stamp
 from tunegit.core.states import (
     BLOCKED,
     CANCELLED,
@@ -56,7 +57,6 @@ from tunegit.errors import TunegitError
 # while slurmdbd catches up. Ten minutes is two MinJobAge windows, far past such a lag, and
 # short against the hours or days a lost step would otherwise sit `running`.
 JOB_LOST_GRACE_S = 600
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # A step the scheduler refused for now (a QOS or partition limit, a busy controller) is tried
 # again after the site's submit_retry_s, doubled at each refusal in a row, at most
 # SUBMIT_BACKOFF_MAX_S: a cap that stays full costs one sbatch every half hour, not one a cycle.
@@ -200,11 +200,9 @@ def _with_log(message: str, step: Step) -> str:
 
 def _later(stamp: str, seconds: float) -> str | None:
     """``stamp`` (UTC, as in the status file) plus ``seconds``; None when it does not parse."""
-    try:
-        moment = dt.datetime.strptime(stamp, TIME_FORMAT)
-    except ValueError:
-        return None
-    return (moment + dt.timedelta(seconds=seconds)).strftime(TIME_FORMAT)
+    moment = parse_stamp(stamp)
+    return None if moment is None else (moment + dt.timedelta(seconds=seconds)).strftime(
+        TIME_FORMAT)
 
 
 def _adopt(p: _Pass, poll: Poll, work_dir: str | None) -> None:

@@ -16,14 +16,14 @@ and the standby takes it over (again by compare-and-swap, so two standbys cannot
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import os
 import socket
 import uuid
 
 import git
 
-from tunegit.edges.gitstore import GitStore, GitStoreError
+from tunegit.core.stamps import seconds_between
+from tunegit.edges.gitstore import GitStore, GitStoreError, trailers
 
 LEASE_PREFIX = "refs/tunegit/lease"
 SEEN_PREFIX = "refs/tunegit/seen-lease"  # the origin's lease refs as last fetched
@@ -124,7 +124,7 @@ def _holder(store: GitStore, sha: str) -> dict[str, str] | None:
         text = store._git("log", "-1", "--format=%B", sha)
     except git.GitCommandError:
         return None
-    fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+    fields = {key: values[0] for key, values in trailers(text).items()}
     return fields if "holder" in fields else None
 
 
@@ -137,9 +137,8 @@ def _due(last: str | None, now: str, every_s: float) -> bool:
 
 
 def _seconds(start: str, end: str) -> float:
-    def parse(text: str) -> dt.datetime:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (parse(end) - parse(start)).total_seconds()
+    """From ``start`` to ``end`` (stamps of this watcher's clock); 0 when one is unreadable."""
+    return seconds_between(start, end) or 0.0
 
 
 def _quiet_identity() -> dict[str, str]:

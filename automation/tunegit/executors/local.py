@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
+from tunegit.core.stamps import parse_stamp
 from tunegit.core.states import (
     JOB_CANCELLED,
     JOB_COMPLETED,
@@ -64,7 +65,6 @@ POLL_S = 2.0  # a poll reads a few small files: cheap
 # launcher died between the record and the start). Starting bash takes milliseconds; a
 # minute leaves room for a machine under heavy load.
 LAUNCH_GRACE_S = 60.0
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 # The wrapper leads the job's process group and session (start_new_session). Its first act
 # records "<pid> <start time> <session>" (fields 22 and 6 of /proc/<pid>/stat) atomically; a
@@ -143,16 +143,10 @@ def _may_signal(proc: ProcessId) -> bool:
     return fields is None or _is(proc, fields)
 
 
-def _parse_time(text: str | None) -> dt.datetime | None:
-    try:
-        return dt.datetime.strptime(text or "", TIME_FORMAT).replace(tzinfo=dt.UTC)
-    except ValueError:
-        return None
-
-
 def _seconds(start: str | None, end: str | None) -> float | None:
-    a = _parse_time(start)
-    b = _parse_time(end) if end else dt.datetime.now(dt.UTC)
+    """From ``start`` to ``end`` (None: now), in seconds."""
+    a = parse_stamp(start)
+    b = parse_stamp(end) if end else dt.datetime.now(dt.UTC)
     if a is None or b is None:
         return None
     return (b - a).total_seconds()

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, tzinfo
 
 from tunegit.core import states
 from tunegit.core.observe import DEPENDENCY_NEVER_SATISFIED, FINISHED_JOB_STATES, JobObservation
+from tunegit.core.stamps import TIME_FORMAT
 from tunegit.executors.slurm_parse.argv import SACCT_FIELDS, SQUEUE_FIELDS
 
 ACCOUNTING_DISABLED = "accounting storage is disabled"
@@ -105,7 +106,7 @@ def iso_utc(text: str, tz: tzinfo | None = None) -> str | None:
     except ValueError:
         return None
     moment = moment.replace(tzinfo=tz) if tz is not None else moment.astimezone()
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
 
 
 def _reason(text: str) -> str:
