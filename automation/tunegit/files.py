@@ -18,6 +18,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from tunegit.core.stamps import TIME_FORMAT
 from tunegit.core.status import StatusFile, parse
 
 TAIL_BYTES = 64 * 1024  # enough for a job's last traceback
@@ -60,6 +61,15 @@ def read_status(path: Path) -> StatusFile | None:
     return parse(path.read_text(encoding="utf-8"))
 
 
+def read_rendered(path: Path) -> str | None:
+    """A generated file's text as it is on disk, None when there is none (undecodable bytes
+    replaced: such a file then differs from any rendering)."""
+    try:
+        return path.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
 def tail(path: Path, limit: int = TAIL_BYTES) -> str:
     """The last ``limit`` bytes of a file as text; "" when it cannot be read."""
     try:
@@ -93,4 +103,4 @@ def tail_lines(path: Path, lines: int) -> str:
 
 def utc_now() -> str:
     """Now, in UTC, to the second: ``2026-11-24T15:38:20Z``."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime(TIME_FORMAT)

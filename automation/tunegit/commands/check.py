@@ -14,7 +14,7 @@ from tunegit.edges import retry_requests
 from tunegit.edges.analysis import Analysis, analyse
 from tunegit.edges.workspace import DESIGN_LOG, PLAN_FILE, PLAN_MD, STATUS_FILE, Workspace
 from tunegit.errors import PlanError, Problem
-from tunegit.files import read_status, write_if_changed
+from tunegit.files import read_rendered, read_status, write_if_changed
 from tunegit.render.plandoc import rendered_from, strip_timestamps
 from tunegit.spec.retry import RETRY_FILE
 
@@ -44,7 +44,7 @@ def stale_files(a: Analysis, write: bool) -> list[Problem]:
     fix = f"run `tunegit check --write {rel}` and commit the result"
     md_path = directory / PLAN_MD
     md = a.plan_md()
-    current = _read(md_path)
+    current = read_rendered(md_path)
     if current != md:
         if write:
             write_if_changed(md_path, md)
@@ -59,7 +59,7 @@ def stale_files(a: Analysis, write: bool) -> list[Problem]:
         log_path = directory / DESIGN_LOG
         stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         log = a.design_log(stamp)
-        old = _read(log_path) or ""
+        old = read_rendered(log_path) or ""
         if strip_timestamps(old) != strip_timestamps(log):
             write_if_changed(log_path, log)
             out(f"wrote {rel}/{DESIGN_LOG}")
@@ -92,13 +92,6 @@ def moved_figures(current: str, fresh: str) -> str:
     if gained > 0:
         return f"estimates would change with {gained} new completed run(s)"
     return "its figures would change (other history, or another tunegit version)"
-
-
-def _read(path: Path) -> str | None:
-    """A rendered file's text (undecodable bytes replaced: it then differs and is rewritten)."""
-    if not path.is_file():
-        return None
-    return path.read_bytes().decode("utf-8", errors="replace")
 
 
 def _retry_problems(a: Analysis) -> list[Problem]:

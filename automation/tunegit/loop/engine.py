@@ -59,7 +59,7 @@ from tunegit.edges.workspace import PLAN_FILE, STATUS_FILE, Workspace
 from tunegit.errors import PlanError, TunegitError
 from tunegit.executors import ExecutorFactory
 from tunegit.executors.base import Executor, Poll, SubmitError
-from tunegit.files import read_status, tail, write_if_changed
+from tunegit.files import read_rendered, read_status, tail, write_if_changed
 from tunegit.tools import RenderContext, get_evaluation, get_preparation
 
 __all__ = ["CycleError", "CycleResult", "ExecutorFactory", "Transition", "cycle"]
@@ -257,17 +257,10 @@ def changed_under_jobs(live: Mapping[str, tuple[str, str]], work_dir: Path,
     moved = {}
     for run, state in live.items():
         for rel in (f"{run}/{name}" for name in training):
-            on_disk = _text(work_dir / rel)
+            on_disk = read_rendered(work_dir / rel)
             if rel in files and on_disk is not None and body(on_disk) != body(files[rel]):
                 moved[run] = state
     return moved
-
-
-def _text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return None
 
 
 def finish(p: Prepared, poll: Poll, *, now: str, plan_commit: str | None,
