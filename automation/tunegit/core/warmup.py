@@ -9,6 +9,10 @@ run shorter than three times its warmup is warned about.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tunegit.core.estimate import RunEstimate
 
 SHARE = 0.05  # of the run's optimizer steps
 MAX_DEFAULT = 100  # torchtune's recipe configs' value, for runs whose length is unknown
@@ -21,6 +25,12 @@ def total_steps(steps_per_epoch: int | None, epochs: int, cap: int | None) -> in
     if steps_per_epoch is None:
         return None
     return min(steps_per_epoch, cap or steps_per_epoch) * epochs
+
+
+def run_steps(est: RunEstimate) -> int | None:
+    """A run's optimizer steps as its estimate knows them (None: dataset not visible)."""
+    t = est.run.training
+    return total_steps(est.steps_per_epoch, t.epochs, t.max_steps_per_epoch)
 
 
 def warmup_steps(explicit: int | None, total: int | None, *, test_model: bool = False) -> int:

@@ -143,7 +143,7 @@ def _warmup_fit(loaded: LoadedPlan, est: PlanEstimate,
     out = []
     for r in est.runs:
         t = r.run.training
-        total = warmup.total_steps(r.steps_per_epoch, t.epochs, t.max_steps_per_epoch)
+        total = warmup.run_steps(r)
         info = models.lookup(r.run.model_id, catalog)
         test_model = bool(info and info.test_model)
         steps = warmup.warmup_steps(t.warmup_steps, total, test_model=test_model)

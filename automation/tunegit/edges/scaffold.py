@@ -77,13 +77,8 @@ def render_context(a: Analysis, status: StatusFile | None = None) -> RenderConte
 
 def run_steps(a: Analysis) -> dict[str, int]:
     """Each fine-tuning run's optimizer steps, where the estimate knows its dataset."""
-    out = {}
-    for est in a.estimate.runs:
-        t = est.run.training
-        total = warmup.total_steps(est.steps_per_epoch, t.epochs, t.max_steps_per_epoch)
-        if total is not None and not est.is_control:
-            out[est.name] = total
-    return out
+    return {est.name: total for est in a.estimate.runs
+            if not est.is_control and (total := warmup.run_steps(est)) is not None}
 
 
 def attempts(status: StatusFile | None) -> dict[str, int]:
